@@ -26,19 +26,28 @@ const (
 // MessageRecord is how a node keeps one envelope it sent or received.
 type MessageRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// View is what operators see; its status trail is kept here.
+	// View is what operators see, including the status trail.
 	View *v1.Message `protobuf:"bytes,1,opt,name=view,proto3" json:"view,omitempty"`
 	// Envelope is kept exactly as signed and transmitted.
 	Envelope *v1.Envelope `protobuf:"bytes,2,opt,name=envelope,proto3" json:"envelope,omitempty"`
 	// EnvelopeDigest is SHA-256 over the envelope's signed bytes.
 	EnvelopeDigest []byte `protobuf:"bytes,3,opt,name=envelope_digest,json=envelopeDigest,proto3" json:"envelope_digest,omitempty"`
-	// RespondBy is the respond-by time of an outbound communication.
-	RespondBy *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=respond_by,json=respondBy,proto3" json:"respond_by,omitempty"`
-	// Answered is true once a response or decline arrived (outbound) or was
-	// sent (inbound).
-	Answered bool `protobuf:"varint,5,opt,name=answered,proto3" json:"answered,omitempty"`
-	// Acknowledged is true once an acknowledgement was sent (inbound).
-	Acknowledged  bool `protobuf:"varint,6,opt,name=acknowledged,proto3" json:"acknowledged,omitempty"`
+	// AcknowledgementId is the id of this node's acknowledgement (inbound).
+	AcknowledgementId string `protobuf:"bytes,4,opt,name=acknowledgement_id,json=acknowledgementId,proto3" json:"acknowledgement_id,omitempty"`
+	// DeclineId is the id of this node's decline (inbound).
+	DeclineId string `protobuf:"bytes,5,opt,name=decline_id,json=declineId,proto3" json:"decline_id,omitempty"`
+	// Responded is true once this node sent a response (inbound).
+	Responded bool `protobuf:"varint,6,opt,name=responded,proto3" json:"responded,omitempty"`
+	// Rejected is true for an inbound envelope refused by this state's policy.
+	// It is kept only so that a retried delivery gets the same receipt; it is
+	// in no inbox.
+	Rejected bool `protobuf:"varint,7,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	// Outbox is the entry under which the envelope waits for delivery, set
+	// until the peer's result or expiry is committed (outbound).
+	Outbox *OutboxEntry `protobuf:"bytes,8,opt,name=outbox,proto3" json:"outbox,omitempty"`
+	// RequestDigest is SHA-256 over what the client asked for, to tell a
+	// retry (same request id, same content) from a reused request id.
+	RequestDigest []byte `protobuf:"bytes,9,opt,name=request_digest,json=requestDigest,proto3" json:"request_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -94,34 +103,57 @@ func (x *MessageRecord) GetEnvelopeDigest() []byte {
 	return nil
 }
 
-func (x *MessageRecord) GetRespondBy() *timestamppb.Timestamp {
+func (x *MessageRecord) GetAcknowledgementId() string {
 	if x != nil {
-		return x.RespondBy
+		return x.AcknowledgementId
+	}
+	return ""
+}
+
+func (x *MessageRecord) GetDeclineId() string {
+	if x != nil {
+		return x.DeclineId
+	}
+	return ""
+}
+
+func (x *MessageRecord) GetResponded() bool {
+	if x != nil {
+		return x.Responded
+	}
+	return false
+}
+
+func (x *MessageRecord) GetRejected() bool {
+	if x != nil {
+		return x.Rejected
+	}
+	return false
+}
+
+func (x *MessageRecord) GetOutbox() *OutboxEntry {
+	if x != nil {
+		return x.Outbox
 	}
 	return nil
 }
 
-func (x *MessageRecord) GetAnswered() bool {
+func (x *MessageRecord) GetRequestDigest() []byte {
 	if x != nil {
-		return x.Answered
+		return x.RequestDigest
 	}
-	return false
-}
-
-func (x *MessageRecord) GetAcknowledged() bool {
-	if x != nil {
-		return x.Acknowledged
-	}
-	return false
+	return nil
 }
 
 // OutboxEntry is one envelope waiting for delivery.
 type OutboxEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MessageId     string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
-	PeerState     string                 `protobuf:"bytes,2,opt,name=peer_state,json=peerState,proto3" json:"peer_state,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	Urgency       v1.Urgency             `protobuf:"varint,4,opt,name=urgency,proto3,enum=pocnet.v1.Urgency" json:"urgency,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	MessageId string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	PeerState string                 `protobuf:"bytes,2,opt,name=peer_state,json=peerState,proto3" json:"peer_state,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Urgency   v1.Urgency             `protobuf:"varint,4,opt,name=urgency,proto3,enum=pocnet.v1.Urgency" json:"urgency,omitempty"`
+	// EnqueuedAt is part of the entry's key; it orders entries of one urgency.
+	EnqueuedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=enqueued_at,json=enqueuedAt,proto3" json:"enqueued_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -184,19 +216,29 @@ func (x *OutboxEntry) GetUrgency() v1.Urgency {
 	return v1.Urgency(0)
 }
 
+func (x *OutboxEntry) GetEnqueuedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EnqueuedAt
+	}
+	return nil
+}
+
 var File_pocnet_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_pocnet_store_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x1bpocnet/store/v1/store.proto\x12\x0fpocnet.store.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\x1a\x18pocnet/v1/envelope.proto\x1a\x17pocnet/v1/message.proto\"\x8c\x02\n" +
+	"\x1bpocnet/store/v1/store.proto\x12\x0fpocnet.store.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\x1a\x18pocnet/v1/envelope.proto\x1a\x17pocnet/v1/message.proto\"\xf6\x02\n" +
 	"\rMessageRecord\x12&\n" +
 	"\x04view\x18\x01 \x01(\v2\x12.pocnet.v1.MessageR\x04view\x12/\n" +
 	"\benvelope\x18\x02 \x01(\v2\x13.pocnet.v1.EnvelopeR\benvelope\x12'\n" +
-	"\x0fenvelope_digest\x18\x03 \x01(\fR\x0eenvelopeDigest\x129\n" +
+	"\x0fenvelope_digest\x18\x03 \x01(\fR\x0eenvelopeDigest\x12-\n" +
+	"\x12acknowledgement_id\x18\x04 \x01(\tR\x11acknowledgementId\x12\x1d\n" +
 	"\n" +
-	"respond_by\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\trespondBy\x12\x1a\n" +
-	"\banswered\x18\x05 \x01(\bR\banswered\x12\"\n" +
-	"\facknowledged\x18\x06 \x01(\bR\facknowledged\"\xb4\x01\n" +
+	"decline_id\x18\x05 \x01(\tR\tdeclineId\x12\x1c\n" +
+	"\tresponded\x18\x06 \x01(\bR\tresponded\x12\x1a\n" +
+	"\brejected\x18\a \x01(\bR\brejected\x124\n" +
+	"\x06outbox\x18\b \x01(\v2\x1c.pocnet.store.v1.OutboxEntryR\x06outbox\x12%\n" +
+	"\x0erequest_digest\x18\t \x01(\fR\rrequestDigest\"\xf1\x01\n" +
 	"\vOutboxEntry\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1d\n" +
@@ -204,7 +246,9 @@ const file_pocnet_store_v1_store_proto_rawDesc = "" +
 	"peer_state\x18\x02 \x01(\tR\tpeerState\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12,\n" +
-	"\aurgency\x18\x04 \x01(\x0e2\x12.pocnet.v1.UrgencyR\aurgencyB8Z6github.com/pocnet/pocnet/proto/pocnet/store/v1;storev1b\x06proto3"
+	"\aurgency\x18\x04 \x01(\x0e2\x12.pocnet.v1.UrgencyR\aurgency\x12;\n" +
+	"\venqueued_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"enqueuedAtB8Z6github.com/pocnet/pocnet/proto/pocnet/store/v1;storev1b\x06proto3"
 
 var (
 	file_pocnet_store_v1_store_proto_rawDescOnce sync.Once
@@ -230,14 +274,15 @@ var file_pocnet_store_v1_store_proto_goTypes = []any{
 var file_pocnet_store_v1_store_proto_depIdxs = []int32{
 	2, // 0: pocnet.store.v1.MessageRecord.view:type_name -> pocnet.v1.Message
 	3, // 1: pocnet.store.v1.MessageRecord.envelope:type_name -> pocnet.v1.Envelope
-	4, // 2: pocnet.store.v1.MessageRecord.respond_by:type_name -> google.protobuf.Timestamp
+	1, // 2: pocnet.store.v1.MessageRecord.outbox:type_name -> pocnet.store.v1.OutboxEntry
 	4, // 3: pocnet.store.v1.OutboxEntry.expires_at:type_name -> google.protobuf.Timestamp
 	5, // 4: pocnet.store.v1.OutboxEntry.urgency:type_name -> pocnet.v1.Urgency
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	4, // 5: pocnet.store.v1.OutboxEntry.enqueued_at:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_pocnet_store_v1_store_proto_init() }

@@ -1,0 +1,402 @@
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/pocnet/pocnet/internal/envelope"
+	"github.com/pocnet/pocnet/internal/identity"
+	"github.com/pocnet/pocnet/internal/policy"
+	"github.com/pocnet/pocnet/internal/relay"
+	"github.com/pocnet/pocnet/internal/store"
+	storev1 "github.com/pocnet/pocnet/proto/pocnet/store/v1"
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
+)
+
+// MaxDeliverBatch is the most envelopes a peer may deliver in one call.
+const MaxDeliverBatch = 256
+
+func refusal(id string, code pocnetv1.RefusalCode, format string, args ...any) *pocnetv1.DeliveryResult {
+	return &pocnetv1.DeliveryResult{EnvelopeId: id, Result: &pocnetv1.DeliveryResult_Refusal{
+		Refusal: &pocnetv1.DeliveryRefusal{Code: code, Message: fmt.Sprintf(format, args...)}}}
+}
+
+// incoming is an envelope that passed every check that needs no store write.
+type incoming struct {
+	idx     int
+	env     *pocnetv1.Envelope
+	opened  *envelope.Opened
+	receipt *pocnetv1.Receipt
+	reject  bool
+}
+
+// Receive takes envelopes delivered by peer's node. Each gets a result: a
+// signed receipt once stored durably (DELIVERED, or REJECTED by this state's
+// policy), or a refusal with nothing stored. An envelope id already stored
+// with the same content gets the same receipt again and stores nothing new.
+func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv1.Envelope) ([]*pocnetv1.DeliveryResult, error) {
+	if len(envs) > MaxDeliverBatch {
+		return nil, errorf(ErrInvalidArgument, "envelopes: %d in one call, more than the limit of %d", len(envs), MaxDeliverBatch)
+	}
+	now := s.now()
+	results := make([]*pocnetv1.DeliveryResult, len(envs))
+	var todo []*incoming
+	for i, env := range envs {
+		in, res := s.check(peer, env, now)
+		if res != nil {
+			results[i] = res
+			s.log.Warn("envelope refused", zap.String("peer", peer.State), zap.String("id", res.GetEnvelopeId()),
+				zap.Stringer("code", res.GetRefusal().GetCode()), zap.String("reason", res.GetRefusal().GetMessage()))
+			continue
+		}
+		in.idx = i
+		todo = append(todo, in)
+	}
+	if len(todo) == 0 {
+		return results, nil
+	}
+	err := s.cfg.Store.Update(ctx, func(tx *store.Tx) error {
+		for _, in := range todo {
+			res, err := s.storeIncoming(tx, in, now)
+			if err != nil {
+				return err
+			}
+			results[in.idx] = res
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Error("cannot store delivered envelopes; the peer will retry", zap.String("peer", peer.State), zap.Error(err))
+		for _, in := range todo {
+			results[in.idx] = refusal(in.opened.Header.GetId(), pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE, "the recipient node could not store the envelope; retry later")
+		}
+	}
+	return results, nil
+}
+
+// check verifies one envelope, applies policy and signs the receipt, all
+// before the store is involved: a refused envelope leaves no trace.
+func (s *Service) check(peer identity.ID, env *pocnetv1.Envelope, now time.Time) (*incoming, *pocnetv1.DeliveryResult) {
+	dir := s.cfg.Directory.Directory()
+	h, err := envelope.DecodeHeader(env)
+	if err != nil {
+		return nil, refusal("", pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "%v", err)
+	}
+	id := h.GetId()
+	if u, err := uuid.Parse(id); err != nil || u.String() != id {
+		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "header.id %q is not a canonical UUID", id)
+	}
+	// Addressing is checked before the signature: it is cheap, and it tells
+	// a misrouting sender plainly what is wrong.
+	if h.GetFederationId() != dir.Federation() || h.GetToState() != s.cfg.State {
+		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_WRONG_RECIPIENT, "envelope is addressed to %s in federation %q; this is the node of %s in %q",
+			h.GetToState(), h.GetFederationId(), s.cfg.State, dir.Federation())
+	}
+	if h.GetFromState() != peer.State {
+		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "envelope from %s delivered by the node of %s; nodes deliver only their own state's envelopes", h.GetFromState(), peer.State)
+	}
+	opened, err := envelope.Open(env, dir.Bundle(), now)
+	switch {
+	case errors.Is(err, envelope.ErrBadSignature):
+		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE, "%v", err)
+	case err != nil:
+		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "%v", err)
+	}
+	if err := s.validateIncoming(opened, now); err != nil {
+		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "%v", err)
+	}
+	// A retry of an envelope already stored gets its receipt back even when
+	// it has expired since: delivery happened in time.
+	if prev, err := s.cfg.Store.Message(id); err == nil {
+		if !bytes.Equal(prev.GetEnvelopeDigest(), opened.Digest) || prev.GetView().GetDirection() != pocnetv1.Direction_DIRECTION_INBOUND {
+			return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_CONFLICT, "envelope id %s was already stored with different content", id)
+		}
+		return nil, &pocnetv1.DeliveryResult{EnvelopeId: id, Result: &pocnetv1.DeliveryResult_Receipt{Receipt: prev.GetView().GetReceipt()}}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE, "the recipient node could not read its store; retry later")
+	}
+	if !now.Before(h.GetExpiresAt().AsTime()) {
+		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_EXPIRED, "envelope expired at %s", h.GetExpiresAt().AsTime().UTC().Format(time.RFC3339))
+	}
+	outcome, reason := pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_DELIVERED, ""
+	if d := s.decide(opened); !d.Accepted {
+		outcome, reason = pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_REJECTED, d.Reason
+	}
+	receipt, err := envelope.SignReceipt(s.cfg.Signer, &pocnetv1.ReceiptBody{
+		EnvelopeId: id, EnvelopeDigest: opened.Digest, FromState: h.GetFromState(), RecipientState: s.cfg.State,
+		Outcome: outcome, Reason: reason, ReceivedAt: timestamppb.New(now),
+	})
+	if err != nil {
+		s.log.Error("cannot sign receipt", zap.Error(err))
+		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE, "the recipient node could not sign a receipt; retry later")
+	}
+	return &incoming{env: env, opened: opened, receipt: receipt, reject: outcome == pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_REJECTED}, nil
+}
+
+// validateIncoming checks that a verified envelope is well formed: the
+// signature proves who sent it, not that its sender's software was right.
+func (s *Service) validateIncoming(o *envelope.Opened, now time.Time) error {
+	h, p := o.Header, o.Payload
+	if h.GetCreatedAt() == nil || h.GetExpiresAt() == nil || h.GetCreatedAt().CheckValid() != nil || h.GetExpiresAt().CheckValid() != nil {
+		return errors.New("header.created_at and header.expires_at are required")
+	}
+	if h.GetCreatedAt().AsTime().After(now.Add(maxFutureClockSkew)) {
+		return fmt.Errorf("header.created_at %s is in the future", h.GetCreatedAt().AsTime().UTC().Format(time.RFC3339))
+	}
+	if err := identity.ValidateRole(h.GetFromRole()); err != nil {
+		return fmt.Errorf("header.from_role: %v", err)
+	}
+	if err := identity.ValidateRole(h.GetToRole()); err != nil {
+		return fmt.Errorf("header.to_role: %v", err)
+	}
+	if _, err := uuid.Parse(h.GetThreadId()); err != nil {
+		return fmt.Errorf("header.thread_id %q is not a message id", h.GetThreadId())
+	}
+	switch h.GetType() {
+	case pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION:
+		if h.GetInReplyTo() != "" || h.GetThreadId() != h.GetId() {
+			return errors.New("a communication starts its own thread and replies to nothing")
+		}
+	case pocnetv1.EnvelopeType_ENVELOPE_TYPE_ACKNOWLEDGEMENT, pocnetv1.EnvelopeType_ENVELOPE_TYPE_RESPONSE, pocnetv1.EnvelopeType_ENVELOPE_TYPE_DECLINE:
+		if _, err := uuid.Parse(h.GetInReplyTo()); err != nil {
+			return fmt.Errorf("header.in_reply_to %q is not a message id", h.GetInReplyTo())
+		}
+	default:
+		return fmt.Errorf("header.type %v is not known", h.GetType())
+	}
+	var ok bool
+	switch h.GetType() {
+	case pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION, pocnetv1.EnvelopeType_ENVELOPE_TYPE_RESPONSE:
+		c := p.GetCommunication()
+		if ok = c != nil; ok {
+			if err := validateCommunication(c, "payload.communication", now, false); err != nil {
+				return err
+			}
+			if c.GetKind() != h.GetKind() || c.GetUrgency() != h.GetUrgency() {
+				return errors.New("header kind and urgency differ from the payload's")
+			}
+		}
+	case pocnetv1.EnvelopeType_ENVELOPE_TYPE_ACKNOWLEDGEMENT:
+		ok = p.GetAcknowledgement() != nil
+	case pocnetv1.EnvelopeType_ENVELOPE_TYPE_DECLINE:
+		ok = p.GetDecline() != nil
+	}
+	if !ok {
+		return fmt.Errorf("payload does not match header.type %v", h.GetType())
+	}
+	return nil
+}
+
+// decide applies this state's published policy. An answer is always taken
+// when it answers something this state sent to its sender: we asked.
+func (s *Service) decide(o *envelope.Opened) policy.Decision {
+	h := o.Header
+	if h.GetType() != pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION {
+		parent, err := s.cfg.Store.Message(h.GetInReplyTo())
+		if err != nil || parent.GetView().GetDirection() != pocnetv1.Direction_DIRECTION_OUTBOUND || parent.GetView().GetToState() != h.GetFromState() {
+			return policy.Decision{Reason: fmt.Sprintf("%s answers message %s, which %s did not send to %s", typeName(h.GetType()), h.GetInReplyTo(), s.cfg.State, h.GetFromState())}
+		}
+		if parent.GetView().GetThreadId() != h.GetThreadId() || parent.GetView().GetFromRole() != h.GetToRole() {
+			return policy.Decision{Reason: fmt.Sprintf("%s does not match the thread or role of message %s", typeName(h.GetType()), h.GetInReplyTo())}
+		}
+		return policy.Decision{Accepted: true}
+	}
+	member, _ := s.cfg.Directory.Directory().Member(s.cfg.State)
+	return policy.Check(member, h.GetToRole(), h.GetKind(), o.Payload.GetCommunication().GetLanguage())
+}
+
+// storeIncoming writes one checked envelope in the caller's update.
+func (s *Service) storeIncoming(tx *store.Tx, in *incoming, now time.Time) (*pocnetv1.DeliveryResult, error) {
+	h := in.opened.Header
+	id := h.GetId()
+	// Re-check under commit order: the same envelope may arrive twice at once.
+	if prev, err := tx.Message(id); err == nil {
+		if !bytes.Equal(prev.GetEnvelopeDigest(), in.opened.Digest) {
+			return refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_CONFLICT, "envelope id %s was already stored with different content", id), nil
+		}
+		return &pocnetv1.DeliveryResult{EnvelopeId: id, Result: &pocnetv1.DeliveryResult_Receipt{Receipt: prev.GetView().GetReceipt()}}, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	v := messageFromHeader(h, in.opened.Payload)
+	v.Direction = pocnetv1.Direction_DIRECTION_INBOUND
+	v.LocalState = pocnetv1.LocalState_LOCAL_STATE_NEW
+	v.ReceivedAt = timestamppb.New(now)
+	v.Receipt = in.receipt
+	rec := &storev1.MessageRecord{View: v, Envelope: in.env, EnvelopeDigest: in.opened.Digest, Rejected: in.reject}
+	if err := tx.PutMessage(rec); err != nil {
+		return nil, err
+	}
+	res := &pocnetv1.DeliveryResult{EnvelopeId: id, Result: &pocnetv1.DeliveryResult_Receipt{Receipt: in.receipt}}
+	if in.reject {
+		// Kept for idempotent redelivery only; in no inbox, no event.
+		return res, nil
+	}
+	if err := tx.IndexMessage(rec, now); err != nil {
+		return nil, err
+	}
+	tx.AppendEvent(&pocnetv1.Event{
+		OccurredAt: timestamppb.New(now), Type: pocnetv1.EventType_EVENT_TYPE_MESSAGE_RECEIVED,
+		MessageId: id, ThreadId: v.GetThreadId(), Role: v.GetToRole(),
+	})
+	if h.GetType() != pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION {
+		if err := s.applyAnswer(tx, v, now); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// applyAnswer moves the status of the message an answer answers. A late
+// answer is applied like any other: respond-by is a wish, not a deadline.
+func (s *Service) applyAnswer(tx *store.Tx, answer *pocnetv1.Message, now time.Time) error {
+	parent, err := tx.Message(answer.GetInReplyTo())
+	if err != nil {
+		return err
+	}
+	st := map[pocnetv1.EnvelopeType]pocnetv1.Status{
+		pocnetv1.EnvelopeType_ENVELOPE_TYPE_ACKNOWLEDGEMENT: pocnetv1.Status_STATUS_ACKNOWLEDGED,
+		pocnetv1.EnvelopeType_ENVELOPE_TYPE_RESPONSE:        pocnetv1.Status_STATUS_RESPONDED,
+		pocnetv1.EnvelopeType_ENVELOPE_TYPE_DECLINE:         pocnetv1.Status_STATUS_DECLINED,
+	}[answer.GetType()]
+	pv := parent.GetView()
+	pv.AnswerIds = append(pv.AnswerIds, answer.GetId())
+	changed := advance(pv, st, answer.GetDeclineReason(), now)
+	if err := tx.PutMessage(parent); err != nil {
+		return err
+	}
+	if changed {
+		tx.AppendEvent(statusEvent(pv, now))
+	}
+	return nil
+}
+
+// Load returns stored envelopes for delivery (relay.Handler).
+func (s *Service) Load(ids []string) ([]*pocnetv1.Envelope, error) {
+	out := make([]*pocnetv1.Envelope, len(ids))
+	for i, id := range ids {
+		rec, err := s.cfg.Store.Message(id)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", id, err)
+		}
+		out[i] = rec.GetEnvelope()
+	}
+	return out, nil
+}
+
+type outcome struct {
+	item    relay.Item
+	status  pocnetv1.Status
+	reason  string
+	receipt *pocnetv1.Receipt
+}
+
+// Delivered verifies a peer's receipts and commits the new statuses
+// (relay.Handler). A receipt that does not verify is not believed: the
+// envelope stays queued and is delivered again, until it expires.
+func (s *Service) Delivered(ctx context.Context, peer string, items []relay.Item, envs []*pocnetv1.Envelope, results []*pocnetv1.DeliveryResult) ([]relay.Item, error) {
+	now := s.now()
+	bundle := s.cfg.Directory.Directory().Bundle()
+	var retry []relay.Item
+	var done []outcome
+	for i, it := range items {
+		res := results[i]
+		if res.GetEnvelopeId() != it.ID {
+			s.log.Error("peer answered for another envelope", zap.String("peer", peer), zap.String("sent", it.ID), zap.String("answered", res.GetEnvelopeId()))
+			retry = append(retry, it)
+			continue
+		}
+		if r := res.GetRefusal(); r != nil {
+			if r.GetCode() == pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE {
+				retry = append(retry, it)
+				continue
+			}
+			done = append(done, outcome{item: it, status: pocnetv1.Status_STATUS_UNDELIVERABLE,
+				reason: fmt.Sprintf("refused by the node of %s (%s): %s", peer, refusalName(r.GetCode()), r.GetMessage())})
+			continue
+		}
+		body, err := envelope.VerifyReceipt(res.GetReceipt(), bundle, now, s.cfg.State, peer, it.ID, envelope.Digest(envs[i]))
+		if err != nil {
+			s.log.Error("receipt does not verify; will deliver again", zap.String("peer", peer), zap.String("id", it.ID), zap.Error(err))
+			retry = append(retry, it)
+			continue
+		}
+		o := outcome{item: it, status: pocnetv1.Status_STATUS_DELIVERED, receipt: res.GetReceipt()}
+		if body.GetOutcome() == pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_REJECTED {
+			o.status, o.reason = pocnetv1.Status_STATUS_REJECTED, body.GetReason()
+		}
+		done = append(done, o)
+	}
+	if len(done) == 0 {
+		return retry, nil
+	}
+	if err := s.finish(ctx, done, now); err != nil {
+		return nil, err
+	}
+	return retry, nil
+}
+
+// Expired marks items undeliverable (relay.Handler).
+func (s *Service) Expired(ctx context.Context, items []relay.Item) error {
+	now := s.now()
+	done := make([]outcome, len(items))
+	for i, it := range items {
+		done[i] = outcome{item: it, status: pocnetv1.Status_STATUS_UNDELIVERABLE,
+			reason: fmt.Sprintf("expired at %s before the node of %s could take it", it.ExpiresAt.UTC().Format(time.RFC3339), it.Peer)}
+	}
+	return s.finish(ctx, done, now)
+}
+
+// finish commits final delivery outcomes: status, receipt, outbox removal
+// and event, one update for the whole batch.
+func (s *Service) finish(ctx context.Context, done []outcome, now time.Time) error {
+	return s.cfg.Store.Update(ctx, func(tx *store.Tx) error {
+		for _, o := range done {
+			rec, err := tx.Message(o.item.ID)
+			if err != nil {
+				return err
+			}
+			if rec.GetOutbox() == nil {
+				continue // already settled by an earlier result
+			}
+			if err := tx.DeleteOutbox(rec.GetOutbox()); err != nil {
+				return err
+			}
+			rec.Outbox = nil
+			if o.receipt != nil {
+				rec.View.Receipt = o.receipt
+			}
+			if advance(rec.GetView(), o.status, o.reason, now) {
+				tx.AppendEvent(statusEvent(rec.GetView(), now))
+			}
+			if err := tx.PutMessage(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func refusalName(c pocnetv1.RefusalCode) string {
+	switch c {
+	case pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE:
+		return "invalid envelope"
+	case pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE:
+		return "bad signature"
+	case pocnetv1.RefusalCode_REFUSAL_CODE_WRONG_RECIPIENT:
+		return "wrong recipient"
+	case pocnetv1.RefusalCode_REFUSAL_CODE_CONFLICT:
+		return "conflict"
+	case pocnetv1.RefusalCode_REFUSAL_CODE_EXPIRED:
+		return "expired"
+	default:
+		return "refused"
+	}
+}

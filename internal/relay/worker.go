@@ -1,0 +1,418 @@
+package relay
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
+)
+
+// Item is one envelope awaiting delivery.
+type Item struct {
+	ID        string
+	Peer      string
+	Urgency   pocnetv1.Urgency
+	ExpiresAt time.Time
+	order     uint64
+}
+
+// Transport delivers envelopes to a peer node.
+type Transport interface {
+	// Deliver sends envelopes to peer and returns one result per envelope,
+	// in order. An error means nothing is known about any of them.
+	Deliver(ctx context.Context, peer string, envs []*pocnetv1.Envelope) ([]*pocnetv1.DeliveryResult, error)
+}
+
+// Handler loads envelopes and commits what happened to them.
+type Handler interface {
+	// Load returns the stored envelopes of ids, in order.
+	Load(ids []string) ([]*pocnetv1.Envelope, error)
+	// Delivered commits the peer's results and returns the items to retry
+	// (the peer refused them as temporarily unavailable). An error means
+	// nothing was committed and every item is retried.
+	Delivered(ctx context.Context, peer string, items []Item, envs []*pocnetv1.Envelope, results []*pocnetv1.DeliveryResult) (retry []Item, err error)
+	// Expired marks items undeliverable. An error means they stay queued.
+	Expired(ctx context.Context, items []Item) error
+}
+
+// Config configures a Worker.
+type Config struct {
+	Transport Transport
+	Handler   Handler
+	Logger    *zap.Logger
+	// MaxBatch is how many envelopes go in one Deliver call; 0 means 128.
+	MaxBatch int
+	// MaxInFlight is how many Deliver calls may be under way to one peer;
+	// 0 means 4.
+	MaxInFlight int
+	// BaseBackoff and MaxBackoff bound the wait between failed attempts;
+	// 0 means 250ms and 30s.
+	BaseBackoff, MaxBackoff time.Duration
+	// MaxBatchBytes bounds the envelope bytes of one Deliver call (at least
+	// one envelope is always sent); 0 means 8 MiB.
+	MaxBatchBytes int
+	// DeliverTimeout bounds one Deliver call; 0 means 15s.
+	DeliverTimeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// PeerStatus describes delivery to one peer.
+type PeerStatus struct {
+	Peer        string
+	Pending     int
+	Reachable   bool
+	LastContact time.Time
+	LastError   string
+	NextAttempt time.Time
+}
+
+// Worker delivers queued envelopes to peers.
+type Worker struct {
+	cfg    Config
+	log    *zap.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	peers map[string]*peer
+	order uint64
+}
+
+// New returns a running Worker. Stop it with Stop.
+func New(cfg Config) *Worker {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 128
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4
+	}
+	if cfg.BaseBackoff <= 0 {
+		cfg.BaseBackoff = 250 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = 8 << 20
+	}
+	if cfg.DeliverTimeout <= 0 {
+		cfg.DeliverTimeout = 15 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Worker{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, peers: map[string]*peer{}}
+}
+
+// Stop ends every delivery loop and waits for calls under way to return.
+// What was not delivered stays in the durable outbox.
+func (w *Worker) Stop() {
+	w.cancel()
+	w.wg.Wait()
+}
+
+func (w *Worker) peer(state string) *peer {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p, ok := w.peers[state]
+	if !ok {
+		p = &peer{state: state, wake: make(chan struct{}, 1), reachable: true}
+		w.peers[state] = p
+		if w.ctx.Err() == nil {
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				p.run(w)
+			}()
+		}
+	}
+	return p
+}
+
+// Enqueue queues items for delivery. Callers enqueue only after the outbox
+// entries are durably committed.
+func (w *Worker) Enqueue(items ...Item) {
+	byPeer := map[string][]Item{}
+	w.mu.Lock()
+	for _, it := range items {
+		w.order++
+		it.order = w.order
+		byPeer[it.Peer] = append(byPeer[it.Peer], it)
+	}
+	w.mu.Unlock()
+	for state, its := range byPeer {
+		p := w.peer(state)
+		p.mu.Lock()
+		for _, it := range its {
+			heap.Push(&p.q, it)
+		}
+		p.mu.Unlock()
+		p.kick()
+	}
+}
+
+// HeardFrom tells the worker that peer is up (it called us): whatever waits
+// for it is retried at once instead of after the remaining backoff.
+func (w *Worker) HeardFrom(state string) {
+	w.mu.Lock()
+	p, ok := w.peers[state]
+	w.mu.Unlock()
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	p.failures = 0
+	p.nextAttempt = time.Time{}
+	p.reachable = true
+	p.lastContact = w.cfg.Now()
+	p.mu.Unlock()
+	p.kick()
+}
+
+// Status returns the delivery state of every peer the worker has queued for,
+// sorted by state.
+func (w *Worker) Status() []PeerStatus {
+	w.mu.Lock()
+	peers := make([]*peer, 0, len(w.peers))
+	for _, p := range w.peers {
+		peers = append(peers, p)
+	}
+	w.mu.Unlock()
+	out := make([]PeerStatus, 0, len(peers))
+	for _, p := range peers {
+		p.mu.Lock()
+		out = append(out, PeerStatus{
+			Peer: p.state, Pending: len(p.q) + p.inflightItems, Reachable: p.reachable,
+			LastContact: p.lastContact, LastError: p.lastErr, NextAttempt: p.nextAttempt,
+		})
+		p.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
+	return out
+}
+
+type peer struct {
+	state string
+	wake  chan struct{}
+
+	mu            sync.Mutex
+	q             itemHeap
+	inflight      int
+	inflightItems int
+	failures      int
+	nextAttempt   time.Time
+	reachable     bool
+	lastContact   time.Time
+	lastErr       string
+}
+
+func (p *peer) kick() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the peer's delivery loop: it starts calls while there is work, room
+// in flight and no backoff, and otherwise sleeps until woken or the backoff
+// ends.
+func (p *peer) run(w *Worker) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		p.mu.Lock()
+		now := w.cfg.Now()
+		expired := p.sweepExpired(now)
+		var batch []Item
+		var wait time.Duration
+		switch {
+		case len(p.q) == 0 || p.inflight >= w.cfg.MaxInFlight:
+			wait = -1 // until woken
+		case now.Before(p.nextAttempt):
+			wait = p.nextAttempt.Sub(now)
+		default:
+			for len(p.q) > 0 && len(batch) < w.cfg.MaxBatch {
+				batch = append(batch, heap.Pop(&p.q).(Item))
+			}
+			p.inflight++
+			p.inflightItems += len(batch)
+		}
+		p.mu.Unlock()
+
+		if len(expired) > 0 {
+			if err := w.cfg.Handler.Expired(w.ctx, expired); err != nil {
+				w.log.Warn("could not mark expired envelopes undeliverable; will retry", zap.String("peer", p.state), zap.Error(err))
+				p.requeue(expired)
+			}
+		}
+		if batch != nil {
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				w.send(p, batch)
+			}()
+			continue
+		}
+		if wait > 0 {
+			timer.Reset(wait)
+		}
+		var tc <-chan time.Time
+		if wait > 0 {
+			tc = timer.C
+		}
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-p.wake:
+		case <-tc:
+		}
+		if wait > 0 && !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// sweepExpired removes and returns queued items past their expiry. Called
+// with p.mu held.
+func (p *peer) sweepExpired(now time.Time) []Item {
+	var expired []Item
+	kept := p.q[:0]
+	for _, it := range p.q {
+		if !it.ExpiresAt.IsZero() && !now.Before(it.ExpiresAt) {
+			expired = append(expired, it)
+		} else {
+			kept = append(kept, it)
+		}
+	}
+	if len(expired) > 0 {
+		p.q = kept
+		heap.Init(&p.q)
+	}
+	return expired
+}
+
+func (p *peer) requeue(items []Item) {
+	p.mu.Lock()
+	for _, it := range items {
+		heap.Push(&p.q, it)
+	}
+	p.mu.Unlock()
+	p.kick()
+}
+
+func (w *Worker) send(p *peer, batch []Item) {
+	retry, err := w.attempt(p, batch)
+	now := w.cfg.Now()
+	p.mu.Lock()
+	p.inflight--
+	p.inflightItems -= len(batch)
+	if err != nil {
+		p.failures++
+		p.reachable = false
+		p.lastErr = err.Error()
+		p.nextAttempt = now.Add(w.backoff(p.failures))
+	} else {
+		p.failures = 0
+		p.reachable = true
+		p.lastErr = ""
+		p.lastContact = now
+		p.nextAttempt = time.Time{}
+	}
+	for _, it := range retry {
+		heap.Push(&p.q, it)
+	}
+	p.mu.Unlock()
+	p.kick()
+}
+
+// attempt makes one Deliver call; it returns the items to queue again and
+// an error when the peer could not be reached.
+func (w *Worker) attempt(p *peer, batch []Item) ([]Item, error) {
+	ids := make([]string, len(batch))
+	for i, it := range batch {
+		ids[i] = it.ID
+	}
+	envs, err := w.cfg.Handler.Load(ids)
+	if err != nil {
+		w.log.Error("cannot load envelopes for delivery", zap.String("peer", p.state), zap.Error(err))
+		return batch, err
+	}
+	// Keep the call under the byte budget; the rest goes in the next call.
+	var later []Item
+	size := 0
+	for i, env := range envs {
+		size += proto.Size(env)
+		if i > 0 && size > w.cfg.MaxBatchBytes {
+			later = batch[i:]
+			batch, envs = batch[:i], envs[:i]
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.DeliverTimeout)
+	results, err := w.cfg.Transport.Deliver(ctx, p.state, envs)
+	cancel()
+	if err == nil && len(results) != len(envs) {
+		err = errors.New("peer returned a result count that does not match the envelopes sent")
+	}
+	if err != nil {
+		if w.ctx.Err() == nil {
+			w.log.Info("delivery attempt failed", zap.String("peer", p.state), zap.Int("envelopes", len(envs)), zap.Error(err))
+		}
+		return append(batch, later...), err
+	}
+	retry, err := w.cfg.Handler.Delivered(w.ctx, p.state, batch, envs, results)
+	if err != nil {
+		w.log.Error("cannot commit delivery results; will deliver again", zap.String("peer", p.state), zap.Error(err))
+		return append(batch, later...), err
+	}
+	return append(retry, later...), nil
+}
+
+// backoff is capped exponential backoff with jitter: a random wait in
+// [d/2, d] with d = min(MaxBackoff, BaseBackoff·2^(failures-1)), so that
+// nodes retrying the same peer spread out.
+func (w *Worker) backoff(failures int) time.Duration {
+	d := w.cfg.BaseBackoff
+	for i := 1; i < failures && d < w.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, w.cfg.MaxBackoff)
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+// itemHeap orders items urgent first, then in enqueue order.
+type itemHeap []Item
+
+func (h itemHeap) Len() int { return len(h) }
+func (h itemHeap) Less(i, j int) bool {
+	if h[i].Urgency != h[j].Urgency {
+		return h[i].Urgency > h[j].Urgency
+	}
+	return h[i].order < h[j].order
+}
+func (h itemHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *itemHeap) Push(x any)   { *h = append(*h, x.(Item)) }
+func (h *itemHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}

@@ -1,0 +1,319 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"google.golang.org/protobuf/proto"
+
+	storev1 "github.com/pocnet/pocnet/proto/pocnet/store/v1"
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("store: not found")
+
+// Direction bytes of the list index. 0 indexes both directions.
+const (
+	dirAny      byte = 0
+	dirOutbound byte = 1
+	dirInbound  byte = 2
+)
+
+func dirByte(d pocnetv1.Direction) byte {
+	switch d {
+	case pocnetv1.Direction_DIRECTION_OUTBOUND:
+		return dirOutbound
+	case pocnetv1.Direction_DIRECTION_INBOUND:
+		return dirInbound
+	default:
+		return dirAny
+	}
+}
+
+// urgencyRank orders the outbox: urgent first.
+func urgencyRank(u pocnetv1.Urgency) byte {
+	switch u {
+	case pocnetv1.Urgency_URGENCY_URGENT:
+		return 0
+	case pocnetv1.Urgency_URGENCY_PRIORITY:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// Message reads a message record as this update sees it.
+func (t *Tx) Message(id string) (*storev1.MessageRecord, error) {
+	k, err := parseID(id)
+	if err != nil {
+		return nil, err
+	}
+	v, ok, err := t.get(messageKey(k))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return unmarshalRecord(v)
+}
+
+// PutMessage writes a message record (creating or replacing it).
+func (t *Tx) PutMessage(rec *storev1.MessageRecord) error {
+	k, err := parseID(rec.GetView().GetId())
+	if err != nil {
+		return err
+	}
+	v, err := proto.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("store: message: %w", err)
+	}
+	t.set(messageKey(k), v)
+	return nil
+}
+
+// IndexMessage adds a new message to the list indexes of its visible role
+// and to its thread, ordered by at (when this node stored it).
+func (t *Tx) IndexMessage(rec *storev1.MessageRecord, at time.Time) error {
+	v := rec.GetView()
+	id, err := parseID(v.GetId())
+	if err != nil {
+		return err
+	}
+	thread, err := parseID(v.GetThreadId())
+	if err != nil {
+		return err
+	}
+	role := VisibleRole(v)
+	ns := at.UnixNano()
+	d := dirByte(v.GetDirection())
+	for _, dir := range []byte{d, dirAny} {
+		t.set(listKey(dir, role, ns, id), nil)
+		t.set(listKey(dir, "", ns, id), nil)
+	}
+	t.set(threadKey(thread, ns, id), nil)
+	return nil
+}
+
+// VisibleRole is the PoC role whose operators may see a message: the
+// addressee of an inbound message, the sender of an outbound one.
+func VisibleRole(v *pocnetv1.Message) string {
+	if v.GetDirection() == pocnetv1.Direction_DIRECTION_INBOUND {
+		return v.GetToRole()
+	}
+	return v.GetFromRole()
+}
+
+// RequestID returns the message id a client request id was first used for.
+func (t *Tx) RequestID(scope, requestID string) (string, bool, error) {
+	v, ok, err := t.get(requestKey(scope, requestID))
+	if err != nil || !ok {
+		return "", false, err
+	}
+	if len(v) != idLen {
+		return "", false, fmt.Errorf("%w: malformed request record", ErrStorage)
+	}
+	return formatID(v), true, nil
+}
+
+// PutRequestID records that a client request id created message id.
+func (t *Tx) PutRequestID(scope, requestID, id string) error {
+	k, err := parseID(id)
+	if err != nil {
+		return err
+	}
+	if len(scope) > maxScopeLen {
+		return fmt.Errorf("store: request scope longer than %d bytes", maxScopeLen)
+	}
+	t.set(requestKey(scope, requestID), k[:])
+	return nil
+}
+
+func outboxEntryKey(e *storev1.OutboxEntry) ([]byte, error) {
+	k, err := parseID(e.GetMessageId())
+	if err != nil {
+		return nil, err
+	}
+	return outboxKey(urgencyRank(e.GetUrgency()), e.GetEnqueuedAt().AsTime().UnixNano(), k), nil
+}
+
+// PutOutbox adds an envelope to the outbox.
+func (t *Tx) PutOutbox(e *storev1.OutboxEntry) error {
+	k, err := outboxEntryKey(e)
+	if err != nil {
+		return err
+	}
+	v, err := proto.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("store: outbox: %w", err)
+	}
+	t.set(k, v)
+	return nil
+}
+
+// DeleteOutbox removes an envelope from the outbox.
+func (t *Tx) DeleteOutbox(e *storev1.OutboxEntry) error {
+	k, err := outboxEntryKey(e)
+	if err != nil {
+		return err
+	}
+	t.del(k)
+	return nil
+}
+
+func unmarshalRecord(v []byte) (*storev1.MessageRecord, error) {
+	var rec storev1.MessageRecord
+	if err := proto.Unmarshal(v, &rec); err != nil {
+		return nil, fmt.Errorf("%w: message record: %v", ErrStorage, err)
+	}
+	return &rec, nil
+}
+
+// Message reads one message record.
+func (d *DB) Message(id string) (*storev1.MessageRecord, error) {
+	k, err := parseID(id)
+	if err != nil {
+		return nil, err
+	}
+	v, closer, err := d.db.Get(messageKey(k))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	defer closer.Close()
+	return unmarshalRecord(v)
+}
+
+// RequestID returns the message id a client request id was first used for.
+func (d *DB) RequestID(scope, requestID string) (string, bool, error) {
+	v, closer, err := d.db.Get(requestKey(scope, requestID))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	defer closer.Close()
+	if len(v) != idLen {
+		return "", false, fmt.Errorf("%w: malformed request record", ErrStorage)
+	}
+	return formatID(v), true, nil
+}
+
+// List returns up to limit messages of direction (unspecified: both)
+// visible to role ("" for every role), newest first, starting after cursor
+// (nil for the newest). keep, if not nil, filters records. It returns the
+// cursor to pass for the next page, nil at the end.
+func (d *DB) List(dir pocnetv1.Direction, role string, cursor []byte, limit int, keep func(*storev1.MessageRecord) bool) ([]*storev1.MessageRecord, []byte, error) {
+	prefix := listPrefix(dirByte(dir), role)
+	upper := prefixEnd(prefix)
+	if cursor != nil {
+		if len(cursor) != listSuffix {
+			return nil, nil, fmt.Errorf("store: malformed cursor")
+		}
+		upper = append(append([]byte(nil), prefix...), cursor...)
+	}
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	defer it.Close()
+	var out []*storev1.MessageRecord
+	var last []byte
+	for ok := it.Last(); ok; ok = it.Prev() {
+		k := it.Key()
+		if len(k) != len(prefix)+listSuffix {
+			return nil, nil, fmt.Errorf("%w: malformed index key %x", ErrStorage, k)
+		}
+		if len(out) == limit {
+			return out, last, nil
+		}
+		last = append([]byte(nil), k[len(prefix):]...)
+		rec, err := d.Message(formatID(k[len(k)-idLen:]))
+		if err != nil {
+			return nil, nil, err
+		}
+		if keep == nil || keep(rec) {
+			out = append(out, rec)
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	return out, nil, nil
+}
+
+// Thread returns the messages of a thread in the order this node stored
+// them.
+func (d *DB) Thread(threadID string) ([]*storev1.MessageRecord, error) {
+	k, err := parseID(threadID)
+	if err != nil {
+		return nil, err
+	}
+	prefix := threadPrefix(k)
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	defer it.Close()
+	var out []*storev1.MessageRecord
+	for ok := it.First(); ok; ok = it.Next() {
+		key := it.Key()
+		rec, err := d.Message(formatID(key[len(key)-idLen:]))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	return out, nil
+}
+
+// Events returns up to limit events with seq > after, in order.
+func (d *DB) Events(after uint64, limit int) ([]*pocnetv1.Event, error) {
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(after + 1), UpperBound: []byte{nsEvent + 1}})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	defer it.Close()
+	var out []*pocnetv1.Event
+	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+		var ev pocnetv1.Event
+		if err := proto.Unmarshal(it.Value(), &ev); err != nil {
+			return nil, fmt.Errorf("%w: event: %v", ErrStorage, err)
+		}
+		out = append(out, &ev)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	return out, nil
+}
+
+// Outbox returns every outbox entry, urgent first, then oldest first.
+func (d *DB) Outbox() ([]*storev1.OutboxEntry, error) {
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: []byte{nsOutbox}, UpperBound: []byte{nsOutbox + 1}})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	defer it.Close()
+	var out []*storev1.OutboxEntry
+	for ok := it.First(); ok; ok = it.Next() {
+		var e storev1.OutboxEntry
+		if err := proto.Unmarshal(it.Value(), &e); err != nil {
+			return nil, fmt.Errorf("%w: outbox entry: %v", ErrStorage, err)
+		}
+		out = append(out, &e)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	return out, nil
+}

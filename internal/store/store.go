@@ -1,0 +1,315 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
+)
+
+// ErrClosed is returned by Update after Close.
+var ErrClosed = errors.New("store: closed")
+
+// ErrStorage wraps failures of the disk or the database. Nothing of the
+// failed update was applied.
+var ErrStorage = errors.New("store: storage failure")
+
+// Options configure Open.
+type Options struct {
+	// FS is the file system; nil means the operating system's. Tests pass
+	// vfs.NewCrashableMem or an errorfs to inject crashes and I/O errors.
+	FS     vfs.FS
+	Logger *zap.Logger
+	// MaxGroup bounds how many updates share one batch; 0 means 512.
+	MaxGroup int
+}
+
+// DB is a node's database.
+type DB struct {
+	db       *pebble.DB
+	log      *zap.Logger
+	reqs     chan *request
+	maxGroup int
+	done     chan struct{}
+	stopOnce sync.Once
+	closeMu  sync.RWMutex
+	closed   bool
+
+	mu      sync.Mutex
+	lastSeq uint64        // newest committed event seq
+	changed chan struct{} // closed and replaced when events are committed
+}
+
+type request struct {
+	fn  func(*Tx) error
+	err chan error
+}
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string, o Options) (*DB, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.MaxGroup <= 0 {
+		o.MaxGroup = 512
+	}
+	po := &pebble.Options{FS: o.FS, Logger: pebbleLogger{o.Logger.Sugar()}}
+	pdb, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open %s: %v", ErrStorage, dir, err)
+	}
+	d := &DB{
+		db:       pdb,
+		log:      o.Logger,
+		reqs:     make(chan *request, o.MaxGroup),
+		maxGroup: o.MaxGroup,
+		done:     make(chan struct{}),
+		changed:  make(chan struct{}),
+	}
+	if d.lastSeq, err = d.readLastSeq(); err != nil {
+		pdb.Close()
+		return nil, err
+	}
+	go d.commitLoop()
+	return d, nil
+}
+
+func (d *DB) readLastSeq() (uint64, error) {
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: []byte{nsEvent}, UpperBound: []byte{nsEvent + 1}})
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	defer it.Close()
+	if !it.Last() {
+		return 0, it.Error()
+	}
+	k := it.Key()
+	if len(k) != 1+seqLen {
+		return 0, fmt.Errorf("%w: malformed event key %x", ErrStorage, k)
+	}
+	return beUint64(k[1:]), nil
+}
+
+// Close stops the commit goroutine after the updates already queued and
+// closes the database. It must be called once, after every writer stopped.
+func (d *DB) Close() error {
+	d.closeMu.Lock()
+	d.closed = true
+	d.closeMu.Unlock()
+	close(d.reqs)
+	<-d.done
+	return d.db.Close()
+}
+
+// Update runs fn in the commit goroutine with a Tx that sees every write
+// committed or pending before it, and commits fn's writes atomically and
+// durably (pebble.Sync) before returning nil. If fn returns an error, none of
+// its writes are applied and that error is returned. fn must be quick and
+// must not block: it runs serialized with every other update.
+func (d *DB) Update(ctx context.Context, fn func(*Tx) error) error {
+	r := &request{fn: fn, err: make(chan error, 1)}
+	d.closeMu.RLock()
+	if d.closed {
+		d.closeMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case d.reqs <- r:
+	case <-ctx.Done():
+		d.closeMu.RUnlock()
+		return ctx.Err()
+	}
+	d.closeMu.RUnlock()
+	// Once queued the update runs to completion whatever ctx says: the caller
+	// must learn whether it was committed, so it waits.
+	return <-r.err
+}
+
+func (d *DB) commitLoop() {
+	defer close(d.done)
+	group := make([]*request, 0, d.maxGroup)
+	for r := range d.reqs {
+		group = append(group[:0], r)
+	drain:
+		for len(group) < d.maxGroup {
+			select {
+			case r, ok := <-d.reqs:
+				if !ok {
+					break drain
+				}
+				group = append(group, r)
+			default:
+				break drain
+			}
+		}
+		d.commitGroup(group)
+	}
+}
+
+// commitGroup runs a group of updates into one batch and commits it once.
+func (d *DB) commitGroup(group []*request) {
+	b := d.db.NewBatch()
+	defer b.Close()
+	pending := make(map[string]*op)
+	seq := d.lastSeqSnapshot()
+	firstSeq := seq + 1
+	errs := make([]error, len(group))
+	var commitErr error
+	for i, r := range group {
+		tx := &Tx{db: d, group: pending, local: make(map[string]*op)}
+		if err := runFn(r.fn, tx); err != nil {
+			errs[i] = err
+			continue
+		}
+		// A batch that cannot take a write is broken: fail the whole group
+		// rather than commit part of one update.
+		if err := d.addToBatch(b, tx, &seq); err != nil {
+			commitErr = err
+			break
+		}
+		for _, o := range tx.ops {
+			pending[string(o.key)] = o
+		}
+	}
+	if commitErr == nil && !b.Empty() {
+		// Sync: nothing is acknowledged to anyone until it is on disk.
+		if err := b.Commit(pebble.Sync); err != nil {
+			commitErr = fmt.Errorf("%w: commit: %v", ErrStorage, err)
+			d.log.Error("store commit failed; the group's updates were not applied", zap.Error(err), zap.Int("updates", len(group)))
+		}
+	}
+	if commitErr == nil && seq >= firstSeq {
+		d.mu.Lock()
+		d.lastSeq = seq
+		close(d.changed)
+		d.changed = make(chan struct{})
+		d.mu.Unlock()
+	}
+	for i, r := range group {
+		if commitErr != nil {
+			errs[i] = commitErr
+		}
+		r.err <- errs[i]
+	}
+}
+
+func (d *DB) addToBatch(b *pebble.Batch, tx *Tx, seq *uint64) error {
+	for _, o := range tx.ops {
+		var err error
+		if o.del {
+			err = b.Delete(o.key, nil)
+		} else {
+			err = b.Set(o.key, o.value, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: batch: %v", ErrStorage, err)
+		}
+	}
+	for _, ev := range tx.events {
+		*seq++
+		ev.Seq = *seq
+		v, err := proto.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("store: event: %w", err)
+		}
+		if err := b.Set(eventKey(*seq), v, nil); err != nil {
+			return fmt.Errorf("%w: batch: %v", ErrStorage, err)
+		}
+	}
+	return nil
+}
+
+// runFn runs an update function, turning a panic into an error so that one
+// bad update cannot take the commit goroutine (and every writer) down.
+func runFn(fn func(*Tx) error, tx *Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: update panicked: %v", p)
+		}
+	}()
+	return fn(tx)
+}
+
+func (d *DB) lastSeqSnapshot() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastSeq
+}
+
+// LastSeq returns the newest committed event seq and a channel that is
+// closed when newer events are committed.
+func (d *DB) LastSeq() (uint64, <-chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastSeq, d.changed
+}
+
+type op struct {
+	key   []byte
+	value []byte
+	del   bool
+}
+
+// Tx is the view an update function reads and writes through.
+type Tx struct {
+	db     *DB
+	group  map[string]*op // writes of earlier updates in the same batch
+	local  map[string]*op
+	ops    []*op
+	events []*pocnetv1.Event
+}
+
+// get reads key as this update sees it: its own writes, then earlier writes
+// of the group, then the database.
+func (t *Tx) get(key []byte) ([]byte, bool, error) {
+	if o, ok := t.local[string(key)]; ok {
+		return o.value, !o.del, nil
+	}
+	if o, ok := t.group[string(key)]; ok {
+		return o.value, !o.del, nil
+	}
+	v, closer, err := t.db.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: get: %v", ErrStorage, err)
+	}
+	out := append([]byte(nil), v...)
+	return out, true, closer.Close()
+}
+
+func (t *Tx) set(key, value []byte) {
+	o := &op{key: key, value: value}
+	t.local[string(key)] = o
+	t.ops = append(t.ops, o)
+}
+
+func (t *Tx) del(key []byte) {
+	o := &op{key: key, del: true}
+	t.local[string(key)] = o
+	t.ops = append(t.ops, o)
+}
+
+// AppendEvent adds ev to the event log; its seq is assigned at commit.
+func (t *Tx) AppendEvent(ev *pocnetv1.Event) {
+	t.events = append(t.events, ev)
+}
+
+func beUint64(b []byte) uint64 {
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+type pebbleLogger struct{ s *zap.SugaredLogger }
+
+func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
+func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
+func (l pebbleLogger) Fatalf(format string, args ...any) { l.s.Fatalf(format, args...) }

@@ -1,0 +1,83 @@
+// Command pocnode runs a state's pocnet node.
+//
+//	pocnode --config pocnode.yaml
+//
+// It stops gracefully on SIGINT or SIGTERM.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/pocnet/pocnet/server/config"
+	"github.com/pocnet/pocnet/server/node"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	fs := flag.NewFlagSet("pocnode", flag.ContinueOnError)
+	path := fs.String("config", "pocnode.yaml", "path of the node's configuration file")
+	check := fs.Bool("check", false, "validate the configuration, directory and certificate, then exit")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pocnode: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pocnode: log: %v\n", err)
+		return 2
+	}
+	defer log.Sync()
+	if *check {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	n, err := node.Start(node.Options{Config: cfg, Logger: log})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pocnode: cannot start: %v\n", err)
+		return 1
+	}
+	if *check {
+		n.Stop()
+		fmt.Println("pocnode: configuration, directory, certificate and store are valid")
+		return 0
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case s := <-sig:
+		log.Info("signal received; stopping", zap.Stringer("signal", s))
+		n.Stop()
+		return 0
+	case err := <-n.Done():
+		log.Error("server stopped", zap.Error(err))
+		n.Stop()
+		return 1
+	}
+}
+
+func newLogger(c config.Log) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.Set(c.Level); err != nil {
+		return nil, err
+	}
+	zc := zap.NewProductionConfig()
+	if c.Format == "console" {
+		zc = zap.NewDevelopmentConfig()
+		zc.DisableStacktrace = true
+	}
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	return zc.Build()
+}

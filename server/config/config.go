@@ -1,0 +1,158 @@
+// Package config reads a node's configuration file (YAML) into a typed
+// struct with defaults, and validates it, naming the field at fault. Unknown
+// fields are errors: a mistyped key must never be silently ignored.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pocnet/pocnet/internal/identity"
+)
+
+// Config is a node's configuration.
+type Config struct {
+	// State is this node's ISO 3166-1 alpha-3 code.
+	State string `yaml:"state"`
+	// Listen is the host:port to serve on.
+	Listen string `yaml:"listen"`
+	// DataDir is the Pebble directory.
+	DataDir string `yaml:"data_dir"`
+	// Directory is the directory file (protobuf JSON).
+	Directory string `yaml:"directory"`
+	TLS       TLS    `yaml:"tls"`
+	Log       Log    `yaml:"log"`
+	// Reflection enables gRPC server reflection for the node's operators.
+	Reflection bool  `yaml:"reflection"`
+	Relay      Relay `yaml:"relay"`
+	// ShutdownTimeout bounds the graceful stop; default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// TLS names the node's certificate (with its chain) and key, PEM.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error; default info.
+	Level string `yaml:"level"`
+	// Format is json or console; default json.
+	Format string `yaml:"format"`
+}
+
+// Relay tunes delivery to peers.
+type Relay struct {
+	// MaxBackoff caps the wait between attempts to reach a failing peer;
+	// default 30s.
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+	// DeliverTimeout bounds one delivery call; default 15s.
+	DeliverTimeout time.Duration `yaml:"deliver_timeout"`
+}
+
+// Load reads, defaults and validates the file at path. Relative paths in it
+// are resolved against the file's folder.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.resolve(filepath.Dir(path))
+	return c, nil
+}
+
+// Parse reads, defaults and validates a configuration.
+func Parse(data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, err
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// SetDefaults fills unset optional fields.
+func (c *Config) SetDefaults() {
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Relay.MaxBackoff == 0 {
+		c.Relay.MaxBackoff = 30 * time.Second
+	}
+	if c.Relay.DeliverTimeout == 0 {
+		c.Relay.DeliverTimeout = 15 * time.Second
+	}
+}
+
+// Validate names the first field that is wrong.
+func (c *Config) Validate() error {
+	if c.State == "" {
+		return errors.New("state: is required")
+	}
+	if err := identity.ValidateState(c.State); err != nil {
+		return fmt.Errorf("state: %v", err)
+	}
+	if c.Listen == "" {
+		return errors.New("listen: is required (host:port)")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+	}
+	for field, v := range map[string]string{"data_dir": c.DataDir, "directory": c.Directory, "tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key} {
+		if v == "" {
+			return fmt.Errorf("%s: is required", field)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		return fmt.Errorf("log.format: %q is not json or console", c.Log.Format)
+	}
+	if c.ShutdownTimeout < 0 {
+		return errors.New("shutdown_timeout: must be positive")
+	}
+	if c.Relay.MaxBackoff < time.Second || c.Relay.MaxBackoff > 10*time.Minute {
+		return fmt.Errorf("relay.max_backoff: %v is outside 1s to 10m (a returning peer must be retried promptly)", c.Relay.MaxBackoff)
+	}
+	if c.Relay.DeliverTimeout < 100*time.Millisecond || c.Relay.DeliverTimeout > 5*time.Minute {
+		return fmt.Errorf("relay.deliver_timeout: %v is outside 100ms to 5m", c.Relay.DeliverTimeout)
+	}
+	return nil
+}
+
+func (c *Config) resolve(base string) {
+	for _, p := range []*string{&c.DataDir, &c.Directory, &c.TLS.Cert, &c.TLS.Key} {
+		if !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+}

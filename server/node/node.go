@@ -1,0 +1,242 @@
+// Package node assembles and runs one pocnet node: store, directory,
+// exchange, relay worker, peer transport and the gRPC server with its
+// interceptors, health service and optional reflection. It owns the start
+// and shutdown order; it holds no domain logic.
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/envelope"
+	"github.com/pocnet/pocnet/internal/exchange"
+	"github.com/pocnet/pocnet/internal/identity"
+	"github.com/pocnet/pocnet/internal/relay"
+	"github.com/pocnet/pocnet/internal/store"
+	"github.com/pocnet/pocnet/server/auth"
+	"github.com/pocnet/pocnet/server/config"
+	"github.com/pocnet/pocnet/server/contactsvc"
+	"github.com/pocnet/pocnet/server/peers"
+	"github.com/pocnet/pocnet/server/relaysvc"
+)
+
+// MaxRecvMessageSize bounds one incoming call. A delivery batch stays below
+// it (relay.Config.MaxBatchBytes); an operator request above it is refused
+// by gRPC with ResourceExhausted before it is read.
+const MaxRecvMessageSize = 16 << 20
+
+// Options start a node. Config is required; the rest serve tests and
+// embedding.
+type Options struct {
+	Config *config.Config
+	Logger *zap.Logger
+	// Listener, if set, is served instead of listening on Config.Listen.
+	Listener net.Listener
+	// FS, if set, is the store's file system (fault injection in tests).
+	FS vfs.FS
+	// BaseBackoff, if set, overrides the relay's first retry delay.
+	BaseBackoff time.Duration
+	// Now, if set, is the node's clock.
+	Now func() time.Time
+}
+
+// Node is a running node.
+type Node struct {
+	log       *zap.Logger
+	cfg       *config.Config
+	lis       net.Listener
+	srv       *grpc.Server
+	health    *health.Server
+	db        *store.DB
+	worker    *relay.Worker
+	transport *peers.Transport
+	dir       *directory.Source
+	self      identity.ID
+	served    chan error
+	stopOnce  sync.Once
+	announce  sync.WaitGroup
+	cancel    context.CancelFunc
+}
+
+// Start opens everything and serves. On error, whatever was opened is
+// closed again.
+func Start(o Options) (n *Node, err error) {
+	cfg := o.Config
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	d, err := directory.Load(cfg.Directory)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := d.Member(cfg.State); !ok {
+		return nil, fmt.Errorf("state: %s is not a member of the directory %s", cfg.State, cfg.Directory)
+	}
+	dir := directory.NewSource(d)
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	self := identity.Node(d.Federation(), cfg.State)
+	// Refuse to start with a certificate the peers would refuse: it must
+	// name this node and chain to this state's CA in the directory.
+	id, _, err := d.Bundle().Verify(cert.Certificate, 0, now())
+	if err != nil {
+		return nil, fmt.Errorf("tls.cert: %w", err)
+	}
+	if id != self {
+		return nil, fmt.Errorf("tls.cert: certificate names %s, but this node is %s", id, self)
+	}
+	signer, err := envelope.NewSigner(&cert)
+	if err != nil {
+		return nil, fmt.Errorf("tls.key: %w", err)
+	}
+	lis := o.Listener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+	}
+	db, err := store.Open(cfg.DataDir, store.Options{FS: o.FS, Logger: log.Named("store")})
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	n = &Node{log: log, cfg: cfg, lis: lis, db: db, dir: dir, self: self, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			n.closeAll()
+		}
+	}()
+	ex, err := exchange.New(exchange.Config{State: cfg.State, Directory: dir, Store: db, Signer: signer, Logger: log.Named("exchange"), Now: now})
+	if err != nil {
+		return nil, err
+	}
+	n.transport = peers.New(peers.Config{Certificate: &cert, Directory: dir, Logger: log.Named("peers")})
+	n.worker = relay.New(relay.Config{
+		Transport: n.transport, Handler: ex, Logger: log.Named("relay"), Now: now,
+		BaseBackoff: o.BaseBackoff, MaxBackoff: cfg.Relay.MaxBackoff, DeliverTimeout: cfg.Relay.DeliverTimeout,
+		MaxBatchBytes: MaxRecvMessageSize / 2,
+	})
+	ex.SetRelay(n.worker)
+	queued, err := ex.Recover()
+	if err != nil {
+		return nil, err
+	}
+
+	authz := &auth.Authorizer{Self: self, Directory: dir, Logger: log.Named("auth")}
+	n.srv = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(identity.ServerConfig(&cert, dir, self, now))),
+		grpc.ChainUnaryInterceptor(authz.Unary),
+		grpc.ChainStreamInterceptor(authz.Stream),
+		grpc.MaxRecvMsgSize(MaxRecvMessageSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	contactsvc.Register(n.srv, contactsvc.New(contactsvc.Config{
+		Exchange: ex, Directory: dir, Peers: n.worker.Status, Federation: d.Federation(), State: cfg.State,
+		LastSeq: func() uint64 { s, _ := db.LastSeq(); return s },
+	}))
+	relaysvc.Register(n.srv, relaysvc.New(relaysvc.Config{Exchange: ex, State: cfg.State, HeardFrom: n.worker.HeardFrom, Now: now}))
+	n.health = health.NewServer()
+	healthpb.RegisterHealthServer(n.srv, n.health)
+	if cfg.Reflection {
+		reflection.Register(n.srv)
+	}
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	go func() { n.served <- n.srv.Serve(lis) }()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.announceTo(ctx, d)
+	log.Info("node started", zap.String("identity", self.String()), zap.String("listen", lis.Addr().String()),
+		zap.Int("members", len(d.States())), zap.Int("queued_for_delivery", queued), zap.Bool("reflection", cfg.Reflection))
+	return n, nil
+}
+
+// announceTo pings every peer once, so that peers holding envelopes for
+// this node retry them at once instead of waiting out their backoff.
+func (n *Node) announceTo(ctx context.Context, d *directory.Directory) {
+	for _, s := range d.States() {
+		if s == n.self.State {
+			continue
+		}
+		n.announce.Add(1)
+		go func(state string) {
+			defer n.announce.Done()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := n.transport.Ping(cctx, state); err != nil {
+				n.log.Debug("peer not reachable at start", zap.String("peer", state), zap.Error(err))
+			}
+		}(s)
+	}
+}
+
+// Addr returns the address the node serves on.
+func (n *Node) Addr() string { return n.lis.Addr().String() }
+
+// Stop shuts down in order: health NOT_SERVING, graceful stop of the gRPC
+// server (forced after the shutdown timeout), relay worker, peer
+// connections, and the store last, once.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() {
+		n.health.Shutdown()
+		done := make(chan struct{})
+		go func() {
+			n.srv.GracefulStop()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(n.cfg.ShutdownTimeout):
+			n.log.Warn("graceful stop timed out; closing remaining calls")
+			n.srv.Stop()
+			<-done
+		}
+		n.closeAll()
+		n.log.Info("node stopped")
+	})
+}
+
+func (n *Node) closeAll() {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.announce.Wait()
+	if n.srv != nil {
+		n.srv.Stop()
+	}
+	if n.worker != nil {
+		n.worker.Stop()
+	}
+	if n.transport != nil {
+		n.transport.Close()
+	}
+	if err := n.db.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+		n.log.Error("closing store", zap.Error(err))
+	}
+}
+
+// Done returns a channel that receives the serve error when the server
+// stops on its own.
+func (n *Node) Done() <-chan error { return n.served }

@@ -1,0 +1,45 @@
+// Package rpcerr is the one table that turns domain errors into gRPC
+// statuses. A client never sees codes.Unknown or an internal detail.
+package rpcerr
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/pocnet/pocnet/internal/exchange"
+)
+
+var table = []struct {
+	kind error
+	code codes.Code
+}{
+	{exchange.ErrInvalidArgument, codes.InvalidArgument},
+	{exchange.ErrNotFound, codes.NotFound},
+	{exchange.ErrPermissionDenied, codes.PermissionDenied},
+	{exchange.ErrFailedPrecondition, codes.FailedPrecondition},
+	{exchange.ErrAlreadyExists, codes.AlreadyExists},
+	{exchange.ErrUnavailable, codes.Unavailable},
+	{context.Canceled, codes.Canceled},
+	{context.DeadlineExceeded, codes.DeadlineExceeded},
+}
+
+// Status converts err to a gRPC status error. Errors already carrying a
+// status pass through; unknown errors become Internal with a generic
+// message (their detail is for the node's log, not the caller).
+func Status(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, e := range table {
+		if errors.Is(err, e.kind) {
+			return status.Error(e.code, err.Error())
+		}
+	}
+	return status.Error(codes.Internal, "internal error in the node; the operator's log has the detail")
+}
