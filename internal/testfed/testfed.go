@@ -1,0 +1,237 @@
+// Package testfed starts a development federation of real nodes in the test
+// process: real certificates from package certs, real mutual TLS on
+// 127.0.0.1, real Pebble directories under the test's temporary folder. It
+// is for tests only and must never be imported by production code.
+package testfed
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/pocnet/pocnet/certs"
+	"github.com/pocnet/pocnet/internal/identity"
+	"github.com/pocnet/pocnet/server/config"
+	"github.com/pocnet/pocnet/server/node"
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
+)
+
+// Options configure Start.
+type Options struct {
+	// States is the number of member states; 0 means 2.
+	States int
+	// BaseBackoff and MaxBackoff tune the relay; 0 means 20ms and 1s, so
+	// that retries in tests are quick.
+	BaseBackoff, MaxBackoff time.Duration
+	// Now is every node's clock; nil means time.Now.
+	Now func() time.Time
+	// Quiet drops node logs instead of sending them to the test log.
+	Quiet bool
+}
+
+// Federation is a running test federation.
+type Federation struct {
+	t     testing.TB
+	opts  Options
+	Dir   string
+	Certs *certs.Federation
+	nodes map[string]*Node
+}
+
+// Node is one running (or stopped) node.
+type Node struct {
+	State  string
+	Addr   string
+	Config *config.Config
+	node   *node.Node
+}
+
+// Start generates a federation, writes it under t.TempDir() and starts one
+// node per state. Nodes are stopped in t.Cleanup.
+func Start(t testing.TB, opts Options) *Federation {
+	t.Helper()
+	if opts.States == 0 {
+		opts.States = 2
+	}
+	if opts.BaseBackoff == 0 {
+		opts.BaseBackoff = 20 * time.Millisecond
+	}
+	if opts.MaxBackoff == 0 {
+		opts.MaxBackoff = time.Second
+	}
+	gen, err := certs.Generate(certs.Options{Count: opts.States, BasePort: 0, Now: opts.Now})
+	if err != nil {
+		t.Fatalf("testfed: generate: %v", err)
+	}
+	// Listen first so that the directory can carry the real ports.
+	listeners := map[string]net.Listener{}
+	for _, m := range gen.Directory.GetMembers() {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testfed: listen: %v", err)
+		}
+		listeners[m.GetState()] = lis
+		m.Endpoints = []string{lis.Addr().String()}
+	}
+	f := &Federation{t: t, opts: opts, Dir: t.TempDir(), Certs: gen, nodes: map[string]*Node{}}
+	if err := gen.Write(f.Dir); err != nil {
+		t.Fatalf("testfed: write: %v", err)
+	}
+	t.Cleanup(f.StopAll)
+	for _, st := range gen.States {
+		cfg, err := config.Load(filepath.Join(f.Dir, st.Code, "node", "pocnode.yaml"))
+		if err != nil {
+			t.Fatalf("testfed: %v", err)
+		}
+		n := &Node{State: st.Code, Addr: listeners[st.Code].Addr().String(), Config: cfg}
+		f.nodes[st.Code] = n
+		f.start(n, listeners[st.Code])
+	}
+	return f
+}
+
+func (f *Federation) start(n *Node, lis net.Listener) {
+	f.t.Helper()
+	cfg := *n.Config
+	cfg.Relay.MaxBackoff = f.opts.MaxBackoff
+	cfg.Relay.DeliverTimeout = 5 * time.Second
+	cfg.ShutdownTimeout = 5 * time.Second
+	var log *zap.Logger
+	if f.opts.Quiet {
+		log = zap.NewNop()
+	} else {
+		log = zaptest.NewLogger(f.t, zaptest.Level(zap.WarnLevel)).With(zap.String("node", n.State))
+	}
+	nd, err := node.Start(node.Options{Config: &cfg, Logger: log, Listener: lis, BaseBackoff: f.opts.BaseBackoff, Now: f.opts.Now})
+	if err != nil {
+		f.t.Fatalf("testfed: start %s: %v", n.State, err)
+	}
+	n.node = nd
+}
+
+// States returns the member state codes in generation order.
+func (f *Federation) States() []string {
+	out := make([]string, len(f.Certs.States))
+	for i, s := range f.Certs.States {
+		out[i] = s.Code
+	}
+	return out
+}
+
+// Node returns the node of state.
+func (f *Federation) Node(state string) *Node {
+	n, ok := f.nodes[state]
+	if !ok {
+		f.t.Fatalf("testfed: no state %s", state)
+	}
+	return n
+}
+
+// Stop stops the node of state; its data stays for Restart.
+func (f *Federation) Stop(state string) {
+	n := f.Node(state)
+	if n.node != nil {
+		n.node.Stop()
+		n.node = nil
+	}
+}
+
+// Restart starts the node of state again on the same address and data.
+func (f *Federation) Restart(state string) {
+	f.t.Helper()
+	n := f.Node(state)
+	f.Stop(state)
+	var lis net.Listener
+	var err error
+	// The port was just released; another process may take it in between,
+	// which a test on a shared machine must report rather than hide.
+	for i := 0; i < 50; i++ {
+		if lis, err = net.Listen("tcp", n.Addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		f.t.Fatalf("testfed: re-listen on %s: %v", n.Addr, err)
+	}
+	f.start(n, lis)
+}
+
+// StopAll stops every running node.
+func (f *Federation) StopAll() {
+	for s := range f.nodes {
+		f.Stop(s)
+	}
+}
+
+// OperatorConfigFile returns the pocctl.yaml of the operator of state acting
+// for role ("admin", "technical", "policy" or "diplomatic").
+func (f *Federation) OperatorConfigFile(state, role string) string {
+	op := f.operator(state, role)
+	return filepath.Join(f.Dir, state, "operators", certs.OperatorDir(op), "pocctl.yaml")
+}
+
+func (f *Federation) operator(state, role string) *certs.Issued {
+	f.t.Helper()
+	st := f.Certs.State(state)
+	if st == nil {
+		f.t.Fatalf("testfed: no state %s", state)
+	}
+	op := st.Operator(role)
+	if op == nil {
+		f.t.Fatalf("testfed: %s has no operator for role %q", state, role)
+	}
+	return op
+}
+
+// Dial connects to the node of state as an arbitrary TLS certificate, trusting
+// the node's own CA. Tests use it to present certificates of their own.
+func (f *Federation) Dial(state string, cert *tls.Certificate) *grpc.ClientConn {
+	f.t.Helper()
+	st := f.Certs.State(state)
+	bundle := identity.NewBundle(f.Certs.ID, map[string][]*x509.Certificate{state: {st.CA.Cert}})
+	tlsCfg := identity.ClientConfig(cert, identity.Static{B: bundle}, identity.Node(f.Certs.ID, state), nil)
+	cc, err := grpc.NewClient(f.Node(state).Addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		f.t.Fatalf("testfed: dial %s: %v", state, err)
+	}
+	f.t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// Contact returns a ContactService client of state's node for the operator
+// acting for role.
+func (f *Federation) Contact(state, role string) pocnetv1.ContactServiceClient {
+	return pocnetv1.NewContactServiceClient(f.Dial(state, &f.operator(state, role).TLS))
+}
+
+// Relay returns a RelayService client of target's node, presenting the node
+// certificate of state from.
+func (f *Federation) Relay(from, target string) pocnetv1.RelayServiceClient {
+	return pocnetv1.NewRelayServiceClient(f.Dial(target, &f.Certs.State(from).Node.TLS))
+}
+
+// WaitFor calls cond until it returns true or the deadline passes; it fails
+// the test with what on timeout. It polls state that real components change;
+// it never asserts on how long they took.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
