@@ -354,6 +354,12 @@ func (s *Service) Events(ctx context.Context, caller identity.ID, after uint64, 
 				break
 			}
 			for _, ev := range evs {
+				// A committed batch is readable a moment before its seqs are
+				// published as the newest; never hand out a seq beyond the
+				// published one, so a client may always resume from it.
+				if ev.GetSeq() > last {
+					break
+				}
 				after = ev.GetSeq()
 				if !caller.IsAdmin() && ev.GetRole() != caller.Role {
 					continue
