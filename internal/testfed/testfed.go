@@ -20,9 +20,9 @@ import (
 
 	"github.com/pocnet/pocnet/certs"
 	"github.com/pocnet/pocnet/internal/identity"
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 	"github.com/pocnet/pocnet/server/config"
 	"github.com/pocnet/pocnet/server/node"
-	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
 // Options configure Start.
