@@ -1,0 +1,73 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `state: XAA
+listen: 127.0.0.1:7401
+data_dir: data
+directory: ../../directory.json
+tls:
+  cert: node.pem
+  key: node-key.pem
+`
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Log.Level != "info" || c.Log.Format != "json" || c.Relay.MaxBackoff != 30*time.Second || c.ShutdownTimeout != 10*time.Second || c.Reflection {
+		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+func TestParseErrorsNameTheField(t *testing.T) {
+	cases := []struct{ edit, want string }{
+		{"state: XAA\n", ""},
+		{strings.Replace(good, "state: XAA", "state: xaa", 1), "state:"},
+		{strings.Replace(good, "state: XAA\n", "", 1), "state: is required"},
+		{strings.Replace(good, "listen: 127.0.0.1:7401", "listen: localhost", 1), "listen:"},
+		{strings.Replace(good, "data_dir: data\n", "", 1), "data_dir: is required"},
+		{strings.Replace(good, "  key: node-key.pem\n", "", 1), "tls.key: is required"},
+		{good + "log:\n  level: loud\n", "log.level:"},
+		{good + "log:\n  format: xml\n", "log.format:"},
+		{good + "relay:\n  max_backoff: 24h\n", "relay.max_backoff:"},
+		{good + "relay:\n  deliver_timeout: 1ms\n", "relay.deliver_timeout:"},
+		{good + "relay:\n  max_backof: 1s\n", "max_backof"},
+		{good + "listne: x\n", "listne"},
+		{good + "reflection: maybe\n", "line 8"},
+	}
+	for _, tc := range cases[1:] {
+		_, err := Parse([]byte(tc.edit))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("config\n%s\ngot error %v, want one containing %q", tc.edit, err, tc.want)
+		}
+	}
+}
+
+func TestLoadResolvesRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "XAA", "node", "pocnode.yaml")
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "directory.json"); c.Directory != want {
+		t.Fatalf("directory = %s, want %s", c.Directory, want)
+	}
+	if want := filepath.Join(dir, "XAA", "node", "data"); c.DataDir != want {
+		t.Fatalf("data_dir = %s, want %s", c.DataDir, want)
+	}
+}
