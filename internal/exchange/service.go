@@ -266,8 +266,8 @@ func withDefaults(c *pocnetv1.Communication, parent *pocnetv1.Message) *pocnetv1
 func (s *Service) outboundRecord(h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload, now time.Time) (*storev1.MessageRecord, error) {
 	env, err := envelope.Build(s.cfg.Signer, h, p)
 	if err != nil {
-		var tooBig = fmt.Sprintf("%v", err)
-		return nil, errorf(ErrInvalidArgument, "%s", tooBig)
+		// Every field was validated; what is left is the envelope's total size.
+		return nil, errorf(ErrInvalidArgument, "communication: %v", err)
 	}
 	v := messageFromHeader(h, p)
 	v.Direction = pocnetv1.Direction_DIRECTION_OUTBOUND
