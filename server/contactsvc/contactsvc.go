@@ -16,9 +16,9 @@ import (
 	"github.com/pocnet/pocnet/internal/exchange"
 	"github.com/pocnet/pocnet/internal/identity"
 	"github.com/pocnet/pocnet/internal/relay"
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 	"github.com/pocnet/pocnet/server/auth"
 	"github.com/pocnet/pocnet/server/rpcerr"
-	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
 // Config configures the service.
@@ -26,9 +26,9 @@ type Config struct {
 	Exchange  *exchange.Service
 	Directory *directory.Source
 	// Peers reports delivery state per peer; may be nil.
-	Peers     func() []relay.PeerStatus
+	Peers      func() []relay.PeerStatus
 	Federation string
-	State     string
+	State      string
 	// LastSeq returns the newest event seq.
 	LastSeq func() uint64
 }

@@ -11,9 +11,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pocnet/pocnet/internal/exchange"
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 	"github.com/pocnet/pocnet/server/auth"
 	"github.com/pocnet/pocnet/server/rpcerr"
-	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
 // Config configures the service.
