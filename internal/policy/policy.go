@@ -44,10 +44,10 @@ func Check(member *pocnetv1.Member, role string, kind pocnetv1.Kind, lang string
 	if !slices.Contains(poc.GetAcceptedKinds(), kind) {
 		var names []string
 		for _, k := range poc.GetAcceptedKinds() {
-			names = append(names, KindName(k))
+			names = append(names, kindPlural(k))
 		}
 		return Decision{Reason: fmt.Sprintf("the %s point of contact of %s does not accept %s (it accepts: %s)",
-			role, member.GetState(), KindName(kind), strings.Join(names, ", "))}
+			role, member.GetState(), kindPlural(kind), strings.Join(names, ", "))}
 	}
 	if len(poc.GetLanguages()) > 0 && !acceptsLanguage(poc.GetLanguages(), lang) {
 		return Decision{Reason: fmt.Sprintf("the %s point of contact of %s does not accept communications in %q (it accepts: %s)",
@@ -76,22 +76,22 @@ func acceptsLanguage(accepted []string, lang string) bool {
 	return false
 }
 
-// KindName is a kind in plain words, e.g. "request for consultations".
-func KindName(k pocnetv1.Kind) string {
+// kindPlural names what a PoC accepts, e.g. "requests for consultations".
+func kindPlural(k pocnetv1.Kind) string {
 	switch k {
 	case pocnetv1.Kind_KIND_REQUEST_FOR_INFORMATION:
-		return "request for information"
+		return "requests for information"
 	case pocnetv1.Kind_KIND_REQUEST_FOR_ASSISTANCE:
-		return "request for assistance"
+		return "requests for assistance"
 	case pocnetv1.Kind_KIND_NOTIFICATION:
-		return "notification"
+		return "notifications"
 	case pocnetv1.Kind_KIND_REQUEST_FOR_CONSULTATIONS:
-		return "request for consultations"
+		return "requests for consultations"
 	case pocnetv1.Kind_KIND_COMMUNICATION_CHECK:
-		return "communication check"
+		return "communication checks"
 	case pocnetv1.Kind_KIND_OTHER:
-		return "other"
+		return "other communications"
 	default:
-		return fmt.Sprintf("kind %d", int32(k))
+		return fmt.Sprintf("communications of kind %d", int32(k))
 	}
 }

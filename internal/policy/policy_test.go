@@ -24,7 +24,7 @@ func TestCheck(t *testing.T) {
 		{"regional variant of a listed language", m, "technical", pocnetv1.Kind_KIND_NOTIFICATION, "en-GB", ""},
 		{"base of a listed variant", m, "technical", pocnetv1.Kind_KIND_NOTIFICATION, "fr", ""},
 		{"no languages listed means any", m, "policy", pocnetv1.Kind_KIND_REQUEST_FOR_CONSULTATIONS, "ar", ""},
-		{"kind not accepted", m, "technical", pocnetv1.Kind_KIND_REQUEST_FOR_CONSULTATIONS, "en", "does not accept request for consultations (it accepts: notification, request for information)"},
+		{"kind not accepted", m, "technical", pocnetv1.Kind_KIND_REQUEST_FOR_CONSULTATIONS, "en", "does not accept requests for consultations (it accepts: notifications, requests for information)"},
 		{"language not accepted", m, "technical", pocnetv1.Kind_KIND_NOTIFICATION, "de", `does not accept communications in "de" (it accepts: en, fr-CA)`},
 		{"unknown role", m, "legal", pocnetv1.Kind_KIND_NOTIFICATION, "en", `lists no point of contact with role "legal" (it lists: technical, policy)`},
 		{"no member", nil, "technical", pocnetv1.Kind_KIND_NOTIFICATION, "en", "not in its own directory"},

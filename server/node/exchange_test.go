@@ -94,7 +94,7 @@ func TestDeclineAndPolicyRejection(t *testing.T) {
 	consult.Kind = pocnetv1.Kind_KIND_REQUEST_FOR_CONSULTATIONS
 	refused := send(t, a, "XBB", "technical", consult)
 	m := waitStatus(t, a, refused.GetId(), pocnetv1.Status_STATUS_REJECTED)
-	if !strings.Contains(m.GetStatusReason(), "does not accept request for consultations") {
+	if !strings.Contains(m.GetStatusReason(), "does not accept requests for consultations") {
 		t.Fatalf("rejection reason = %q", m.GetStatusReason())
 	}
 	if m.GetReceipt() == nil {

@@ -68,7 +68,7 @@ func main() {
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d := &demo{out: os.Stdout, nodes: map[string]*nodeProc{}, ops: map[string]*operator{}}
+	d := &demo{out: os.Stdout, t0: time.Now(), nodes: map[string]*nodeProc{}, ops: map[string]*operator{}}
 	err := d.run(ctx)
 	d.closeClients()
 	stopped := d.stopNodes()
@@ -77,7 +77,7 @@ func run() int {
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintln(d.out, "\nInterrupted: every node was stopped.")
+			fmt.Fprintln(d.out, "\nInterrupted: everything the demo started has been stopped.")
 		} else {
 			fmt.Fprintf(d.out, "\nDEMO FAILED: %v\n", err)
 			d.printLogTails(15)
