@@ -23,27 +23,25 @@ import (
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
-// TestMain starts one federation for the runnable examples. testfed.Start
-// needs a testing.TB and TestMain has none, so the federation lives inside
-// a one-shot testing.Benchmark whose body runs all tests and examples; its
-// cleanup stops the nodes when they are done.
+// TestMain starts one federation for the runnable examples, which read
+// their configuration from the variables it sets.
 func TestMain(m *testing.M) {
+	fed, stop, err := testfed.StartMain(testfed.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "examples: start the federation:", err)
+		os.Exit(1)
+	}
+	states := fed.States()
+	exampleConfig = fed.OperatorConfigFile(states[0], "technical")
+	exampleRecipientConfig = fed.OperatorConfigFile(states[1], "technical")
+	exampleTo = states[1]
 	code := 1
-	var once sync.Once
-	testing.Benchmark(func(b *testing.B) {
-		once.Do(func() {
-			fed := testfed.Start(b, testfed.Options{Quiet: true})
-			states := fed.States()
-			exampleConfig = fed.OperatorConfigFile(states[0], "technical")
-			exampleRecipientConfig = fed.OperatorConfigFile(states[1], "technical")
-			exampleTo = states[1]
-			if err := seedExample(); err != nil {
-				fmt.Fprintln(os.Stderr, "examples: seed the federation:", err)
-				return
-			}
-			code = m.Run()
-		})
-	})
+	if err := seedExample(); err != nil {
+		fmt.Fprintln(os.Stderr, "examples: seed the federation:", err)
+	} else {
+		code = m.Run()
+	}
+	stop()
 	os.Exit(code)
 }
 

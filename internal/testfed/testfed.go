@@ -8,7 +8,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -25,6 +28,62 @@ import (
 	"github.com/pocnet/pocnet/server/node"
 )
 
+// T is what Start needs of a test: testing.TB has it, and so has the
+// stand-in StartMain uses where no test is running yet (a TestMain).
+type T interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
+
+// StartMain starts a federation from a TestMain, where there is no
+// testing.TB. It returns the federation and a stop function that stops the
+// nodes and removes their files; a failure is returned as an error.
+func StartMain(opts Options) (f *Federation, stop func(), err error) {
+	m := &mainT{}
+	defer func() {
+		if p := recover(); p != nil {
+			if fe, ok := p.(mainFatal); ok {
+				m.stop()
+				f, stop, err = nil, nil, errors.New(string(fe))
+				return
+			}
+			panic(p)
+		}
+	}()
+	opts.Quiet = true
+	return Start(m, opts), m.stop, nil
+}
+
+type mainFatal string
+
+type mainT struct {
+	cleanups []func()
+	dirs     []string
+}
+
+func (m *mainT) Helper()                           {}
+func (m *mainT) Fatalf(format string, args ...any) { panic(mainFatal(fmt.Sprintf(format, args...))) }
+func (m *mainT) Cleanup(fn func())                 { m.cleanups = append(m.cleanups, fn) }
+func (m *mainT) TempDir() string {
+	d, err := os.MkdirTemp("", "testfed-")
+	if err != nil {
+		m.Fatalf("testfed: %v", err)
+	}
+	m.dirs = append(m.dirs, d)
+	return d
+}
+
+func (m *mainT) stop() {
+	for i := len(m.cleanups) - 1; i >= 0; i-- {
+		m.cleanups[i]()
+	}
+	for _, d := range m.dirs {
+		os.RemoveAll(d)
+	}
+}
+
 // Options configure Start.
 type Options struct {
 	// States is the number of member states; 0 means 2.
@@ -40,7 +99,7 @@ type Options struct {
 
 // Federation is a running test federation.
 type Federation struct {
-	t     testing.TB
+	t     T
 	opts  Options
 	Dir   string
 	Certs *certs.Federation
@@ -57,7 +116,7 @@ type Node struct {
 
 // Start generates a federation, writes it under t.TempDir() and starts one
 // node per state. Nodes are stopped in t.Cleanup.
-func Start(t testing.TB, opts Options) *Federation {
+func Start(t T, opts Options) *Federation {
 	t.Helper()
 	if opts.States == 0 {
 		opts.States = 2
@@ -106,10 +165,10 @@ func (f *Federation) start(n *Node, lis net.Listener) {
 	cfg.Relay.DeliverTimeout = 5 * time.Second
 	cfg.ShutdownTimeout = 5 * time.Second
 	var log *zap.Logger
-	if f.opts.Quiet {
-		log = zap.NewNop()
+	if tt, ok := f.t.(zaptest.TestingT); ok && !f.opts.Quiet {
+		log = zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel)).With(zap.String("node", n.State))
 	} else {
-		log = zaptest.NewLogger(f.t, zaptest.Level(zap.WarnLevel)).With(zap.String("node", n.State))
+		log = zap.NewNop()
 	}
 	nd, err := node.Start(node.Options{Config: &cfg, Logger: log, Listener: lis, BaseBackoff: f.opts.BaseBackoff, Now: f.opts.Now})
 	if err != nil {
