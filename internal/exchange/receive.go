@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -47,13 +50,19 @@ func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 	}
 	now := s.now()
 	results := make([]*pocnetv1.DeliveryResult, len(envs))
+	// Verification and receipt signing dominate the cost of a delivery;
+	// they are independent per envelope, so a batch uses every core.
+	checked := make([]*incoming, len(envs))
+	parallel(len(envs), func(i int) {
+		checked[i], results[i] = s.check(peer, envs[i], now)
+	})
 	var todo []*incoming
-	for i, env := range envs {
-		in, res := s.check(peer, env, now)
-		if res != nil {
-			results[i] = res
-			s.log.Warn("envelope refused", zap.String("peer", peer.State), zap.String("id", res.GetEnvelopeId()),
-				zap.Stringer("code", res.GetRefusal().GetCode()), zap.String("reason", res.GetRefusal().GetMessage()))
+	for i, in := range checked {
+		if res := results[i]; res != nil {
+			if r := res.GetRefusal(); r != nil {
+				s.log.Warn("envelope refused", zap.String("peer", peer.State), zap.String("id", res.GetEnvelopeId()),
+					zap.Stringer("code", r.GetCode()), zap.String("reason", r.GetMessage()))
+			}
 			continue
 		}
 		in.idx = i
@@ -304,6 +313,16 @@ type outcome struct {
 func (s *Service) Delivered(ctx context.Context, peer string, items []relay.Item, envs []*pocnetv1.Envelope, results []*pocnetv1.DeliveryResult) ([]relay.Item, error) {
 	now := s.now()
 	bundle := s.cfg.Directory.Directory().Bundle()
+	// Receipts are verified in parallel, as envelopes are in Receive.
+	verified := make([]*pocnetv1.ReceiptBody, len(items))
+	verr := make([]error, len(items))
+	parallel(len(items), func(i int) {
+		// A result that is neither a refusal nor a valid receipt (an empty
+		// one included) fails here and is delivered again.
+		if results[i].GetRefusal() == nil && results[i].GetEnvelopeId() == items[i].ID {
+			verified[i], verr[i] = envelope.VerifyReceipt(results[i].GetReceipt(), bundle, now, s.cfg.State, peer, items[i].ID, envelope.Digest(envs[i]))
+		}
+	})
 	var retry []relay.Item
 	var done []outcome
 	for i, it := range items {
@@ -322,7 +341,7 @@ func (s *Service) Delivered(ctx context.Context, peer string, items []relay.Item
 				reason: fmt.Sprintf("refused by the node of %s (%s): %s", peer, refusalName(r.GetCode()), r.GetMessage())})
 			continue
 		}
-		body, err := envelope.VerifyReceipt(res.GetReceipt(), bundle, now, s.cfg.State, peer, it.ID, envelope.Digest(envs[i]))
+		body, err := verified[i], verr[i]
 		if err != nil {
 			s.log.Error("receipt does not verify; will deliver again", zap.String("peer", peer), zap.String("id", it.ID), zap.Error(err))
 			retry = append(retry, it)
@@ -399,4 +418,28 @@ func refusalName(c pocnetv1.RefusalCode) string {
 	default:
 		return "refused"
 	}
+}
+
+// parallel calls fn(i) for i in [0, n) on up to GOMAXPROCS goroutines and
+// returns when all calls have returned.
+func parallel(n int, fn func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }

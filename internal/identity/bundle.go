@@ -1,9 +1,12 @@
 package identity
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -17,6 +20,64 @@ var ErrUntrusted = errors.New("untrusted peer")
 type Bundle struct {
 	federation string
 	pools      map[string]*x509.CertPool
+
+	// verified caches chains that verified, so that a peer's node
+	// certificate, seen on every envelope and receipt it signs, is parsed
+	// and verified once per bundle rather than once per message. An entry
+	// holds only while now is inside every certificate's validity; a new
+	// directory builds a new Bundle and so starts with an empty cache.
+	mu       sync.Mutex
+	verified map[verifyKey]verifiedChain
+}
+
+type verifyKey struct {
+	chain [sha256.Size]byte
+	usage x509.ExtKeyUsage
+}
+
+type verifiedChain struct {
+	id                  ID
+	leaf                *x509.Certificate
+	notBefore, notAfter time.Time
+}
+
+// maxVerified bounds the cache; only chains that verified against a
+// member's CA get in, so it grows with the federation, not with traffic.
+const maxVerified = 4096
+
+func chainKey(raw [][]byte, usage x509.ExtKeyUsage) verifyKey {
+	h := sha256.New()
+	var n [4]byte
+	for _, c := range raw {
+		binary.BigEndian.PutUint32(n[:], uint32(len(c)))
+		h.Write(n[:])
+		h.Write(c)
+	}
+	k := verifyKey{usage: usage}
+	h.Sum(k.chain[:0])
+	return k
+}
+
+func (b *Bundle) cached(k verifyKey, now time.Time) (ID, *x509.Certificate, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v, ok := b.verified[k]
+	if !ok || now.Before(v.notBefore) || now.After(v.notAfter) {
+		return ID{}, nil, false
+	}
+	return v.id, v.leaf, true
+}
+
+func (b *Bundle) remember(k verifyKey, v verifiedChain) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.verified == nil {
+		b.verified = make(map[verifyKey]verifiedChain)
+	}
+	if len(b.verified) >= maxVerified {
+		clear(b.verified)
+	}
+	b.verified[k] = v
 }
 
 // NewBundle builds a bundle for federation from each state's CA certificates.
@@ -48,6 +109,9 @@ func (b *Bundle) Verify(rawCerts [][]byte, usage x509.ExtKeyUsage, now time.Time
 	if len(rawCerts) == 0 {
 		return ID{}, nil, fmt.Errorf("%w: no certificate presented", ErrUntrusted)
 	}
+	if id, leaf, ok := b.cached(chainKey(rawCerts, usage), now); ok {
+		return id, leaf, nil
+	}
 	certs := make([]*x509.Certificate, len(rawCerts))
 	for i, raw := range rawCerts {
 		c, err := x509.ParseCertificate(raw)
@@ -63,6 +127,14 @@ func (b *Bundle) Verify(rawCerts [][]byte, usage x509.ExtKeyUsage, now time.Time
 func (b *Bundle) VerifyChain(certs []*x509.Certificate, usage x509.ExtKeyUsage, now time.Time) (ID, *x509.Certificate, error) {
 	if len(certs) == 0 {
 		return ID{}, nil, fmt.Errorf("%w: no certificate presented", ErrUntrusted)
+	}
+	raw := make([][]byte, len(certs))
+	for i, c := range certs {
+		raw[i] = c.Raw
+	}
+	key := chainKey(raw, usage)
+	if id, leaf, ok := b.cached(key, now); ok {
+		return id, leaf, nil
 	}
 	leaf := certs[0]
 	id, err := FromCertificate(leaf)
@@ -82,14 +154,25 @@ func (b *Bundle) VerifyChain(certs []*x509.Certificate, usage x509.ExtKeyUsage, 
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
+	chains, err := leaf.Verify(x509.VerifyOptions{
 		Roots:         pool,
 		Intermediates: inter,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{usage},
-	}); err != nil {
+	})
+	if err != nil {
 		return ID{}, nil, fmt.Errorf("%w: %s: chain does not verify against the CA of %s: %v", ErrUntrusted, id, id.State, err)
 	}
+	v := verifiedChain{id: id, leaf: leaf, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}
+	for _, c := range chains[0] {
+		if c.NotBefore.After(v.notBefore) {
+			v.notBefore = c.NotBefore
+		}
+		if c.NotAfter.Before(v.notAfter) {
+			v.notAfter = c.NotAfter
+		}
+	}
+	b.remember(key, v)
 	return id, leaf, nil
 }
 
