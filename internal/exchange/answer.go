@@ -128,20 +128,18 @@ func (s *Service) SetLocalState(ctx context.Context, caller identity.ID, id stri
 	if _, err := s.inbound(caller, id); err != nil {
 		return nil, err
 	}
-	var out *storev1.MessageRecord
 	err := s.cfg.Store.Update(ctx, func(tx *store.Tx) error {
 		rec, err := tx.Message(id)
 		if err != nil {
 			return err
 		}
 		rec.View.LocalState = st
-		out = rec
 		return tx.PutMessage(rec)
 	})
 	if err != nil {
 		return nil, s.storageErr("set local state", err)
 	}
-	return s.view(out, s.now()), nil
+	return s.existing(id, s.now())
 }
 
 // Acknowledge sends an acknowledgement of an inbound communication. A second

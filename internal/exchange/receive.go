@@ -291,11 +291,11 @@ func (s *Service) applyAnswer(tx *store.Tx, answer *pocnetv1.Message, now time.T
 func (s *Service) Load(ids []string) ([]*pocnetv1.Envelope, error) {
 	out := make([]*pocnetv1.Envelope, len(ids))
 	for i, id := range ids {
-		rec, err := s.cfg.Store.Message(id)
+		env, err := s.cfg.Store.Envelope(id)
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", id, err)
 		}
-		out[i] = rec.GetEnvelope()
+		out[i] = env
 	}
 	return out, nil
 }

@@ -11,7 +11,11 @@ import (
 // Integers are fixed-width big-endian so that byte order is numeric order;
 // ids are the 16 raw bytes of a UUID (UUIDv7 ids sort by creation time).
 //
-//	'm' id                                   → MessageRecord (every message sent or received)
+//	'm' id                                   → MessageRecord (every message sent or received),
+//	                                           without its envelope and without the communication,
+//	                                           which is in the envelope's payload: status changes
+//	                                           rewrite only this small record
+//	'n' id                                   → Envelope, exactly as signed; written once
 //	'x' dir role 0x00 at id                  → empty: list index of dir (1 = outbound, 2 = inbound)
 //	                                           for role; role "" indexes all roles (admin view).
 //	                                           at = acceptance (outbound) or reception (inbound) time,
@@ -28,6 +32,7 @@ import (
 // Roles, scopes and request ids never contain 0x00 (validated at the edge).
 const (
 	nsMessage   = 'm'
+	nsEnvelope  = 'n'
 	nsList      = 'x'
 	nsThread    = 't'
 	nsRequest   = 'r'
@@ -56,6 +61,10 @@ func formatID(b []byte) string {
 
 func messageKey(id [idLen]byte) []byte {
 	return append([]byte{nsMessage}, id[:]...)
+}
+
+func envelopeKey(id [idLen]byte) []byte {
+	return append([]byte{nsEnvelope}, id[:]...)
 }
 
 func listPrefix(dir byte, role string) []byte {

@@ -45,7 +45,9 @@ func urgencyRank(u pocnetv1.Urgency) byte {
 	}
 }
 
-// Message reads a message record as this update sees it.
+// Message reads a message record as this update sees it, without its
+// envelope and communication (see PutMessage): enough to change its status
+// or answers and put it back.
 func (t *Tx) Message(id string) (*storev1.MessageRecord, error) {
 	k, err := parseID(id)
 	if err != nil {
@@ -61,13 +63,26 @@ func (t *Tx) Message(id string) (*storev1.MessageRecord, error) {
 	return unmarshalRecord(v)
 }
 
-// PutMessage writes a message record (creating or replacing it).
+// PutMessage writes a message record (creating or replacing it). The
+// envelope, when rec carries one, is written to its own key, once; the
+// record itself is stored without the envelope and without the view's
+// communication, which Message restores from the envelope's payload.
 func (t *Tx) PutMessage(rec *storev1.MessageRecord) error {
 	k, err := parseID(rec.GetView().GetId())
 	if err != nil {
 		return err
 	}
+	env, comm := rec.Envelope, rec.GetView().Communication
+	if env != nil {
+		ev, err := proto.Marshal(env)
+		if err != nil {
+			return fmt.Errorf("store: envelope: %w", err)
+		}
+		t.set(envelopeKey(k), ev)
+	}
+	rec.Envelope, rec.View.Communication = nil, nil
 	v, err := proto.Marshal(rec)
+	rec.Envelope, rec.View.Communication = env, comm
 	if err != nil {
 		return fmt.Errorf("store: message: %w", err)
 	}
@@ -172,21 +187,59 @@ func unmarshalRecord(v []byte) (*storev1.MessageRecord, error) {
 	return &rec, nil
 }
 
-// Message reads one message record.
+// Message reads one message record with its envelope and communication.
 func (d *DB) Message(id string) (*storev1.MessageRecord, error) {
 	k, err := parseID(id)
 	if err != nil {
 		return nil, err
 	}
-	v, closer, err := d.db.Get(messageKey(k))
+	rec, err := get(d, messageKey(k), unmarshalRecord)
+	if err != nil {
+		return nil, err
+	}
+	env, err := get(d, envelopeKey(k), unmarshalEnvelope)
+	if err != nil {
+		return nil, err
+	}
+	rec.Envelope = env
+	if v := rec.GetView(); v.GetType() == pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION || v.GetType() == pocnetv1.EnvelopeType_ENVELOPE_TYPE_RESPONSE {
+		var p pocnetv1.Payload
+		if err := proto.Unmarshal(env.GetPayload(), &p); err != nil {
+			return nil, fmt.Errorf("%w: payload of %s: %v", ErrStorage, id, err)
+		}
+		v.Communication = p.GetCommunication()
+	}
+	return rec, nil
+}
+
+// Envelope reads the envelope of a message.
+func (d *DB) Envelope(id string) (*pocnetv1.Envelope, error) {
+	k, err := parseID(id)
+	if err != nil {
+		return nil, err
+	}
+	return get(d, envelopeKey(k), unmarshalEnvelope)
+}
+
+func get[T any](d *DB, key []byte, decode func([]byte) (T, error)) (T, error) {
+	var zero T
+	v, closer, err := d.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, ErrNotFound
+		return zero, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+		return zero, fmt.Errorf("%w: %v", ErrStorage, err)
 	}
 	defer closer.Close()
-	return unmarshalRecord(v)
+	return decode(v)
+}
+
+func unmarshalEnvelope(v []byte) (*pocnetv1.Envelope, error) {
+	var env pocnetv1.Envelope
+	if err := proto.Unmarshal(v, &env); err != nil {
+		return nil, fmt.Errorf("%w: envelope: %v", ErrStorage, err)
+	}
+	return &env, nil
 }
 
 // RequestID returns the message id a client request id was first used for.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storev1 "github.com/pocnet/pocnet/proto/pocnet/store/v1"
@@ -34,7 +35,7 @@ func record(t *testing.T, dir pocnetv1.Direction, role string, urg pocnetv1.Urge
 	} else {
 		v.FromRole = role
 	}
-	return &storev1.MessageRecord{View: v, Outbox: &storev1.OutboxEntry{
+	return &storev1.MessageRecord{View: v, Envelope: &pocnetv1.Envelope{Header: []byte(id)}, Outbox: &storev1.OutboxEntry{
 		MessageId: id, PeerState: "XBB", Urgency: urg, EnqueuedAt: timestamppb.New(at),
 	}}
 }
@@ -302,4 +303,44 @@ func BenchmarkUpdateParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestStatusUpdateKeepsEnvelopeAndContent: a record rewritten from Tx.Message
+// (which carries neither envelope nor communication) keeps both.
+func TestStatusUpdateKeepsEnvelopeAndContent(t *testing.T) {
+	d := open(t, vfs.NewMem())
+	defer d.Close()
+	id := uuid.Must(uuid.NewV7()).String()
+	comm := &pocnetv1.Communication{Subject: "kept", Language: "en"}
+	payload, err := proto.Marshal(&pocnetv1.Payload{Body: &pocnetv1.Payload_Communication{Communication: comm}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &storev1.MessageRecord{
+		View:     &pocnetv1.Message{Id: id, ThreadId: id, Type: pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION, Communication: comm, Status: pocnetv1.Status_STATUS_ACCEPTED},
+		Envelope: &pocnetv1.Envelope{Header: []byte("h"), Payload: payload},
+	}
+	if err := d.Update(context.Background(), func(tx *Tx) error { return tx.PutMessage(rec) }); err != nil {
+		t.Fatal(err)
+	}
+	if rec.GetEnvelope() == nil || rec.GetView().GetCommunication() == nil {
+		t.Fatal("PutMessage changed the caller's record")
+	}
+	if err := d.Update(context.Background(), func(tx *Tx) error {
+		r, err := tx.Message(id)
+		if err != nil {
+			return err
+		}
+		r.View.Status = pocnetv1.Status_STATUS_DELIVERED
+		return tx.PutMessage(r)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Message(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetView().GetStatus() != pocnetv1.Status_STATUS_DELIVERED || got.GetView().GetCommunication().GetSubject() != "kept" || string(got.GetEnvelope().GetHeader()) != "h" {
+		t.Fatalf("after a status update: %v", got)
+	}
 }
