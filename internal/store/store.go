@@ -60,7 +60,12 @@ func Open(dir string, o Options) (*DB, error) {
 	if o.MaxGroup <= 0 {
 		o.MaxGroup = 512
 	}
-	po := &pebble.Options{FS: o.FS, Logger: pebbleLogger{o.Logger.Sugar()}}
+	po := &pebble.Options{
+		FS: o.FS, Logger: pebbleLogger{o.Logger.Sugar()},
+		// A larger memtable absorbs a crisis burst with fewer flushes and
+		// less compaction work competing with the commit path for CPU.
+		MemTableSize: 32 << 20,
+	}
 	pdb, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %v", ErrStorage, dir, err)
