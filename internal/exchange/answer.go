@@ -167,14 +167,8 @@ func (s *Service) Respond(ctx context.Context, caller identity.ID, id, requestID
 	if err := validateRequestID("request_id", requestID); err != nil {
 		return nil, err
 	}
-	if comm != nil && comm.GetKind() == pocnetv1.Kind_KIND_UNSPECIFIED {
-		// A response is of the kind it answers unless it says otherwise.
-		if parent, err := s.cfg.Store.Message(id); err == nil {
-			comm.Kind = parent.GetView().GetCommunication().GetKind()
-		}
-	}
-	if err := validateCommunication(comm, "communication", s.now(), true); err != nil {
-		return nil, err
+	if comm == nil {
+		return nil, fieldErr("communication", "is required")
 	}
 	return s.answer(ctx, caller, id, pocnetv1.EnvelopeType_ENVELOPE_TYPE_RESPONSE, nil, requestID, comm)
 }
@@ -203,7 +197,12 @@ func (s *Service) answer(ctx context.Context, caller identity.ID, id string, typ
 	scope := caller.String()
 	var digest []byte
 	if typ == pocnetv1.EnvelopeType_ENVELOPE_TYPE_RESPONSE {
+		// Validated only now: a response takes the kind and urgency of the
+		// communication it answers unless it says otherwise.
 		comm = withDefaults(comm, pv)
+		if err := validateCommunication(comm, "communication", now, true); err != nil {
+			return nil, err
+		}
 		p = &pocnetv1.Payload{Body: &pocnetv1.Payload_Communication{Communication: comm}}
 		digest = requestDigest(&pocnetv1.RespondRequest{Id: id, Communication: comm})
 		if requestID != "" {

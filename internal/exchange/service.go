@@ -245,10 +245,14 @@ func (s *Service) replay(id, rid string, digest []byte, now time.Time) (*pocnetv
 	return s.view(rec, now), nil
 }
 
-// withDefaults fills the defaults of a communication: urgency routine (or
-// that of the communication answered), handling code no restriction.
+// withDefaults fills the defaults of a communication: kind and urgency of
+// the communication answered (urgency routine for a new one), handling code
+// no restriction.
 func withDefaults(c *pocnetv1.Communication, parent *pocnetv1.Message) *pocnetv1.Communication {
 	c = proto.Clone(c).(*pocnetv1.Communication)
+	if c.GetKind() == pocnetv1.Kind_KIND_UNSPECIFIED && parent != nil {
+		c.Kind = parent.GetCommunication().GetKind()
+	}
 	if c.GetUrgency() == pocnetv1.Urgency_URGENCY_UNSPECIFIED {
 		c.Urgency = pocnetv1.Urgency_URGENCY_ROUTINE
 		if parent != nil {
