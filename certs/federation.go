@@ -1,6 +1,8 @@
 package certs
 
 import (
+	"crypto/ed25519"
+	"crypto/hpke"
 	"fmt"
 	"net"
 	"regexp"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/envelope"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
@@ -75,6 +78,12 @@ type State struct {
 	// Operators are admin/duty, technical/duty-officer, policy/desk and
 	// diplomatic/desk, in that order.
 	Operators []*Issued
+	// SigningKey signs the state's envelopes and receipts; its public half
+	// is in the state's directory entry.
+	SigningKey ed25519.PrivateKey
+	// EncryptionKey opens payloads sealed to the state; its public half is
+	// in the state's directory entry.
+	EncryptionKey hpke.PrivateKey
 }
 
 // Operator returns the state's operator acting for role, or nil.
@@ -239,6 +248,12 @@ func Generate(opts Options) (*Federation, error) {
 			return nil, err
 		}
 		st := &State{Code: code, CA: ca, Node: node}
+		if st.SigningKey, err = envelope.GenerateSigningKey(); err != nil {
+			return nil, err
+		}
+		if st.EncryptionKey, err = envelope.GenerateEncryptionKey(); err != nil {
+			return nil, err
+		}
 		for _, op := range operators {
 			iss, err := ca.Issue(identity.Operator(o.Federation, code, op.role, op.name), notBefore, leafNotAfter)
 			if err != nil {
@@ -247,12 +262,27 @@ func Generate(opts Options) (*Federation, error) {
 			st.Operators = append(st.Operators, iss)
 		}
 		f.States = append(f.States, st)
-		f.Directory.Members = append(f.Directory.Members, member(code, string(ca.CertPEM), o.endpoint(i)))
+		m := member(code, string(ca.CertPEM), o.endpoint(i))
+		m.SigningKeys = []*pocnetv1.SigningKey{PublishSigningKey(st.SigningKey)}
+		m.EncryptionKeys = []*pocnetv1.EncryptionKey{PublishEncryptionKey(st.EncryptionKey)}
+		f.Directory.Members = append(f.Directory.Members, m)
 	}
 	if _, err := directory.New(f.Directory); err != nil {
 		return nil, fmt.Errorf("certs: generated directory does not validate: %w", err)
 	}
 	return f, nil
+}
+
+// PublishSigningKey returns the directory form of k's public key, active.
+func PublishSigningKey(k ed25519.PrivateKey) *pocnetv1.SigningKey {
+	pub := k.Public().(ed25519.PublicKey)
+	return &pocnetv1.SigningKey{KeyId: directory.SigningKeyID(pub), PublicKey: pub, Status: pocnetv1.KeyStatus_KEY_STATUS_ACTIVE}
+}
+
+// PublishEncryptionKey returns the directory form of k's public key, active.
+func PublishEncryptionKey(k hpke.PrivateKey) *pocnetv1.EncryptionKey {
+	pub := k.PublicKey().Bytes()
+	return &pocnetv1.EncryptionKey{KeyId: directory.EncryptionKeyID(pub), PublicKey: pub, Status: pocnetv1.KeyStatus_KEY_STATUS_ACTIVE}
 }
 
 // member is the directory entry of a generated state. The technical PoC

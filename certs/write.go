@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/envelope"
 )
 
 // DirectoryFile is the name of the directory file at the top of a written
@@ -35,7 +36,8 @@ var ErrExists = errors.New("a federation already exists there")
 //
 //	dir/directory.json
 //	dir/<STATE>/ca.pem, ca-key.pem
-//	dir/<STATE>/node/node.pem, node-key.pem, pocnode.yaml
+//	dir/<STATE>/node/node.pem, node-key.pem, signing-key.pem,
+//	                 encryption-key.pem, pocnode.yaml
 //	dir/<STATE>/operators/<role>-<name>/cert.pem, key.pem, pocctl.yaml
 //
 // Paths inside the YAML files are relative to the file's own folder, so the
@@ -92,7 +94,17 @@ func (f *Federation) writeState(dir string, st *State) error {
 			return err
 		}
 	}
+	sk, err := envelope.MarshalSigningKey(st.SigningKey)
+	if err != nil {
+		return err
+	}
+	ek, err := envelope.MarshalEncryptionKey(st.EncryptionKey)
+	if err != nil {
+		return err
+	}
 	files := []file{
+		{filepath.Join(ndir, "signing-key.pem"), sk, keyMode},
+		{filepath.Join(ndir, "encryption-key.pem"), ek, keyMode},
 		{filepath.Join(sdir, "ca.pem"), st.CA.CertPEM, publicMode},
 		{filepath.Join(sdir, "ca-key.pem"), st.CA.KeyPEM, keyMode},
 		{filepath.Join(ndir, "node.pem"), st.Node.CertPEM, publicMode},
@@ -141,6 +153,7 @@ func nodeConfig(state, listen string) []byte {
 	b.WriteString("data_dir: data\n")
 	b.WriteString("directory: ../../" + DirectoryFile + "\n")
 	b.WriteString("tls:\n  cert: node.pem\n  key: node-key.pem\n")
+	b.WriteString("keys:\n  signing: signing-key.pem\n  encryption:\n    - encryption-key.pem\n")
 	b.WriteString("log:\n  level: info\n  format: console\n")
 	b.WriteString("reflection: false\n")
 	return []byte(b.String())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pocnet/pocnet/certs"
 	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/envelope"
 	"github.com/pocnet/pocnet/internal/identity"
 )
 
@@ -35,6 +36,8 @@ func TestWriteRoundTrip(t *testing.T) {
 		want[s.Code+"/node"] = fs.ModeDir | 0o700
 		want[s.Code+"/node/node.pem"] = 0o644
 		want[s.Code+"/node/node-key.pem"] = 0o600
+		want[s.Code+"/node/signing-key.pem"] = 0o600
+		want[s.Code+"/node/encryption-key.pem"] = 0o600
 		want[s.Code+"/node/pocnode.yaml"] = 0o644
 		want[s.Code+"/operators"] = fs.ModeDir | 0o700
 		for _, op := range s.Operators {
@@ -105,6 +108,14 @@ func TestWriteRoundTrip(t *testing.T) {
 				t.Errorf("%s is not a PKCS#8 PRIVATE KEY block", p.key)
 			}
 		}
+		sk, err := envelope.LoadSigningKey(filepath.Join(dir, s.Code, "node", "signing-key.pem"))
+		if err != nil || !sk.Equal(s.SigningKey) {
+			t.Errorf("%s signing key does not load back: %v", s.Code, err)
+		}
+		ek, id, err := envelope.LoadEncryptionKey(filepath.Join(dir, s.Code, "node", "encryption-key.pem"))
+		if err != nil || string(ek.PublicKey().Bytes()) != string(s.EncryptionKey.PublicKey().Bytes()) || id != directory.EncryptionKeyID(ek.PublicKey().Bytes()) {
+			t.Errorf("%s encryption key does not load back: %v", s.Code, err)
+		}
 		caPEM, _ := os.ReadFile(filepath.Join(dir, s.Code, "ca.pem"))
 		if string(caPEM) != string(s.CA.CertPEM) {
 			t.Errorf("%s/ca.pem differs from the CA", s.Code)
@@ -119,6 +130,10 @@ directory: ../../directory.json
 tls:
   cert: node.pem
   key: node-key.pem
+keys:
+  signing: signing-key.pem
+  encryption:
+    - encryption-key.pem
 log:
   level: info
   format: console
@@ -244,6 +259,10 @@ func TestConfigsDecode(t *testing.T) {
 			Cert string `yaml:"cert"`
 			Key  string `yaml:"key"`
 		} `yaml:"tls"`
+		Keys struct {
+			Signing    string   `yaml:"signing"`
+			Encryption []string `yaml:"encryption"`
+		} `yaml:"keys"`
 		Log struct {
 			Level  string `yaml:"level"`
 			Format string `yaml:"format"`

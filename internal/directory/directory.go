@@ -110,6 +110,9 @@ func New(pb *pocnetv1.Directory) (*Directory, error) {
 		if err := validatePoCs(m.GetPointsOfContact()); err != nil {
 			return nil, fmt.Errorf("%w: %s.points_of_contact%v", ErrInvalid, field, err)
 		}
+		if err := validateKeys(m); err != nil {
+			return nil, fmt.Errorf("%w: %s%v", ErrInvalid, field, err)
+		}
 		d.members[m.GetState()] = m
 	}
 	d.bundle = identity.NewBundle(pb.GetFederationId(), cas)

@@ -1,15 +1,14 @@
 package envelope
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
@@ -17,17 +16,41 @@ import (
 const (
 	MaxHeaderSize  = 16 << 10
 	MaxPayloadSize = 3 << 20
-	maxChainLen    = 8
 )
 
 // ErrMalformed is returned (wrapped) for an envelope whose bytes do not
 // decode or lack a required part.
 var ErrMalformed = errors.New("malformed envelope")
 
-// Build serializes header and payload, signs them and returns the envelope.
-// Deterministic marshaling is not needed for verification (the signature
-// covers the bytes as produced here) but keeps retries byte-identical.
-func Build(s *Signer, h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload) (*pocnetv1.Envelope, error) {
+// Keys is what verification needs of the directory in force.
+type Keys interface {
+	// Federation is the federation id.
+	Federation() string
+	// SigningKeyValid returns state's public key id if a signature made
+	// with it at madeAt is acceptable, and an error saying why not.
+	SigningKeyValid(state, id string, madeAt time.Time) (ed25519.PublicKey, error)
+}
+
+// Built is an envelope a node built, with what only its two states may know.
+type Built struct {
+	Envelope *pocnetv1.Envelope
+	// PayloadKey opens exactly this envelope's payload.
+	PayloadKey []byte
+	Digest     []byte
+}
+
+// Build seals p to the recipient's encryption key, serializes h with the
+// sealing fields set, and signs header and sealed payload. Deterministic
+// marshaling is not needed for verification (the signature covers the
+// bytes as produced here) but keeps the encoding stable.
+func Build(s *Signer, sl *Sealer, to *pocnetv1.EncryptionKey, h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload) (*Built, error) {
+	c, err := sl.context(h.GetToState(), to)
+	if err != nil {
+		return nil, err
+	}
+	h.PayloadEncoding = pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_HPKE
+	h.RecipientKeyIds = []string{to.GetKeyId()}
+	h.EncapsulatedKey = c.enc
 	mo := proto.MarshalOptions{Deterministic: true}
 	hb, err := mo.Marshal(h)
 	if err != nil {
@@ -37,14 +60,19 @@ func Build(s *Signer, h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload) (*pocnetv
 	if err != nil {
 		return nil, fmt.Errorf("envelope: payload: %w", err)
 	}
-	if len(hb) > MaxHeaderSize || len(pb) > MaxPayloadSize {
-		return nil, fmt.Errorf("envelope: header %d bytes, payload %d bytes: over the limits (%d, %d)", len(hb), len(pb), MaxHeaderSize, MaxPayloadSize)
-	}
-	sig, err := s.sign(envelopeDomain, hb, pb)
+	key, err := payloadKey(c.s, h.GetId())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("envelope: payload key: %w", err)
 	}
-	return &pocnetv1.Envelope{Header: hb, Payload: pb, Signature: sig}, nil
+	ct, err := sealPayload(key, hb, pb)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: sealing: %w", err)
+	}
+	if len(hb) > MaxHeaderSize || len(ct) > MaxPayloadSize {
+		return nil, fmt.Errorf("envelope: header %d bytes, sealed payload %d bytes: over the limits (%d, %d)", len(hb), len(ct), MaxHeaderSize, MaxPayloadSize)
+	}
+	env := &pocnetv1.Envelope{Header: hb, Payload: ct, Signature: s.sign(envelopeDomain, hb, ct)}
+	return &Built{Envelope: env, PayloadKey: key, Digest: Digest(env)}, nil
 }
 
 // Digest is the SHA-256 of an envelope's signed bytes. Two envelopes with the
@@ -54,17 +82,16 @@ func Digest(env *pocnetv1.Envelope) []byte {
 	return sum[:]
 }
 
-// Opened is a verified envelope.
+// Opened is a verified and decrypted envelope.
 type Opened struct {
-	Header  *pocnetv1.EnvelopeHeader
-	Payload *pocnetv1.Payload
-	// Signer is the verified identity of the signing node.
-	Signer identity.ID
-	Digest []byte
+	Header     *pocnetv1.EnvelopeHeader
+	Payload    *pocnetv1.Payload
+	Digest     []byte
+	PayloadKey []byte
 }
 
 // DecodeHeader parses an envelope's header without verifying anything. It
-// is used to route and to report; trust nothing in it before Open succeeds.
+// is used to route and to report; trust nothing in it before Verify.
 func DecodeHeader(env *pocnetv1.Envelope) (*pocnetv1.EnvelopeHeader, error) {
 	if len(env.GetHeader()) == 0 {
 		return nil, fmt.Errorf("%w: empty header", ErrMalformed)
@@ -79,10 +106,12 @@ func DecodeHeader(env *pocnetv1.Envelope) (*pocnetv1.EnvelopeHeader, error) {
 	return &h, nil
 }
 
-// Open decodes env and verifies that it was signed by the node of the state
-// its header names as sender, with a certificate that chains to that state's
-// CA in bundle at time now. Nothing in the envelope is trusted before this.
-func Open(env *pocnetv1.Envelope, bundle *identity.Bundle, now time.Time) (*Opened, error) {
+// Verify checks that env was signed, over its exact header and payload
+// bytes, by a key the sending state named in its header publishes and may
+// use for an envelope created when this one says it was. It needs no
+// private key: a node checks this before storing or forwarding, and anyone
+// holding the directory can check it offline.
+func Verify(env *pocnetv1.Envelope, keys Keys) (*pocnetv1.EnvelopeHeader, error) {
 	h, err := DecodeHeader(env)
 	if err != nil {
 		return nil, err
@@ -90,47 +119,68 @@ func Open(env *pocnetv1.Envelope, bundle *identity.Bundle, now time.Time) (*Open
 	if len(env.GetPayload()) > MaxPayloadSize {
 		return nil, fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrMalformed, len(env.GetPayload()), MaxPayloadSize)
 	}
-	leaf, signer, err := verifyChain(env.GetSignature(), bundle, now)
+	if h.GetFederationId() != keys.Federation() {
+		return nil, fmt.Errorf("%w: envelope of federation %q, not %q", ErrMalformed, h.GetFederationId(), keys.Federation())
+	}
+	sig := env.GetSignature()
+	if err := checkSignatureForm(sig); err != nil {
+		return nil, err
+	}
+	if err := h.GetCreatedAt().CheckValid(); err != nil {
+		return nil, fmt.Errorf("%w: header.created_at: %v", ErrMalformed, err)
+	}
+	// The key must be one the state named as sender publishes: a valid
+	// signature by any other participant's key proves nothing about what
+	// that state sent.
+	pub, err := keys.SigningKeyValid(h.GetFromState(), sig.GetKeyId(), h.GetCreatedAt().AsTime())
 	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	if err := verifySig(pub, sig, envelopeDomain, env.GetHeader(), env.GetPayload()); err != nil {
 		return nil, err
 	}
-	// The signer must be the sending state's own node: a valid signature by
-	// any other participant proves nothing about what that state sent.
-	if want := identity.Node(bundle.Federation(), h.GetFromState()); signer != want {
-		return nil, fmt.Errorf("%w: signed by %s, but the header says it comes from %s", ErrBadSignature, signer, want)
-	}
-	if err := verifySig(leaf, env.GetSignature().GetValue(), envelopeDomain, env.GetHeader(), env.GetPayload()); err != nil {
-		return nil, err
-	}
-	if h.GetPayloadEncoding() != pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_PROTO {
-		return nil, fmt.Errorf("%w: payload encoding %v is not supported by this node", ErrMalformed, h.GetPayloadEncoding())
-	}
-	var p pocnetv1.Payload
-	if err := proto.Unmarshal(env.GetPayload(), &p); err != nil {
-		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
-	}
-	return &Opened{Header: h, Payload: &p, Signer: signer, Digest: Digest(env)}, nil
+	return h, nil
 }
 
-func verifyChain(sig *pocnetv1.Signature, bundle *identity.Bundle, now time.Time) (*x509.Certificate, identity.ID, error) {
-	if sig == nil {
-		return nil, identity.ID{}, fmt.Errorf("%w: no signature", ErrBadSignature)
-	}
-	if sig.GetAlgorithm() != pocnetv1.SignatureAlgorithm_SIGNATURE_ALGORITHM_X509 {
-		return nil, identity.ID{}, fmt.Errorf("%w: algorithm %v is not supported by this node", ErrBadSignature, sig.GetAlgorithm())
-	}
-	chain := sig.GetCertificateChain()
-	if len(chain) == 0 || len(chain) > maxChainLen {
-		return nil, identity.ID{}, fmt.Errorf("%w: certificate chain of %d certificates (want 1 to %d)", ErrBadSignature, len(chain), maxChainLen)
-	}
-	// Signatures are checked against the CA of the state the signer claims,
-	// exactly as in the TLS handshake.
-	id, leaf, err := bundle.Verify(chain, x509.ExtKeyUsageAny, now)
+// Open verifies env (see Verify), then derives its payload key with the
+// recipient's private key and decrypts it. The signature is checked first:
+// only a member can make this node spend a decapsulation.
+func Open(env *pocnetv1.Envelope, keys Keys, o *Opener) (*Opened, error) {
+	h, err := Verify(env, keys)
 	if err != nil {
-		return nil, identity.ID{}, fmt.Errorf("%w: %v", ErrBadSignature, err)
+		return nil, err
 	}
-	if sig.GetKeyId() != KeyID(leaf) {
-		return nil, identity.ID{}, fmt.Errorf("%w: key id %q does not match the signer certificate", ErrBadSignature, sig.GetKeyId())
+	if h.GetPayloadEncoding() != pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_HPKE {
+		return nil, fmt.Errorf("%w: payload encoding %v: this node takes sealed payloads only (PAYLOAD_ENCODING_HPKE)", ErrMalformed, h.GetPayloadEncoding())
 	}
-	return leaf, id, nil
+	if h.GetToState() != o.state {
+		return nil, fmt.Errorf("%w: sealed to %s, this is the node of %s", ErrUndecryptable, h.GetToState(), o.state)
+	}
+	key, err := o.payloadKey(h)
+	if err != nil {
+		return nil, err
+	}
+	p, err := decode(env, key)
+	if err != nil {
+		return nil, err
+	}
+	return &Opened{Header: h, Payload: p, Digest: Digest(env), PayloadKey: key}, nil
+}
+
+// Decode decrypts and parses the payload of an envelope whose payload key
+// is known: a node reading its own stored envelopes, or a transcript.
+func Decode(env *pocnetv1.Envelope, payloadKey []byte) (*pocnetv1.Payload, error) {
+	return decode(env, payloadKey)
+}
+
+func decode(env *pocnetv1.Envelope, key []byte) (*pocnetv1.Payload, error) {
+	pb, err := DecryptPayload(env, key)
+	if err != nil {
+		return nil, err
+	}
+	var p pocnetv1.Payload
+	if err := proto.Unmarshal(pb, &p); err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+	}
+	return &p, nil
 }

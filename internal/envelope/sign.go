@@ -1,21 +1,11 @@
 package envelope
 
 import (
-	"crypto"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 
+	"github.com/pocnet/pocnet/internal/directory"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
@@ -30,122 +20,54 @@ const (
 // was made by a key that may not sign what it signed.
 var ErrBadSignature = errors.New("bad signature")
 
-// Signer signs with a node's certificate key. The certificate chain travels
-// with every signature so that any holder of the directory can verify it.
+// Signer signs with a state's Ed25519 signing key, the private half of a
+// key its state publishes in the directory.
 type Signer struct {
-	key   crypto.Signer
-	chain [][]byte
+	key   ed25519.PrivateKey
 	keyID string
 }
 
-// NewSigner returns a Signer for a node's TLS certificate.
-func NewSigner(cert *tls.Certificate) (*Signer, error) {
-	if len(cert.Certificate) == 0 {
-		return nil, errors.New("envelope: certificate has no chain")
+// NewSigner returns a Signer for key.
+func NewSigner(key ed25519.PrivateKey) (*Signer, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("envelope: signing key of %d bytes, want %d", len(key), ed25519.PrivateKeySize)
 	}
-	key, ok := cert.PrivateKey.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("envelope: private key of type %T cannot sign", cert.PrivateKey)
-	}
-	leaf := cert.Leaf
-	if leaf == nil {
-		var err error
-		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, fmt.Errorf("envelope: %w", err)
-		}
-	}
-	if _, _, err := hashFor(leaf.PublicKey); err != nil {
-		return nil, fmt.Errorf("envelope: %w", err)
-	}
-	return &Signer{key: key, chain: cert.Certificate, keyID: KeyID(leaf)}, nil
+	return &Signer{key: key, keyID: directory.SigningKeyID(key.Public().(ed25519.PublicKey))}, nil
 }
 
-// KeyID is the lowercase hex SHA-256 of a certificate's public key info.
-func KeyID(c *x509.Certificate) string {
-	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
-	return hex.EncodeToString(sum[:])
-}
+// KeyID returns the directory key id of the signer's key.
+func (s *Signer) KeyID() string { return s.keyID }
 
-// hashFor picks the digest a key type signs with; nil hash means the key
-// signs the message itself (Ed25519).
-func hashFor(pub crypto.PublicKey) (crypto.Hash, func() hash.Hash, error) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return crypto.SHA256, sha256.New, nil
-		case elliptic.P384():
-			return crypto.SHA384, sha512.New384, nil
-		case elliptic.P521():
-			return crypto.SHA512, sha512.New, nil
-		}
-		return 0, nil, fmt.Errorf("unsupported ECDSA curve %s", k.Curve.Params().Name)
-	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return 0, nil, fmt.Errorf("RSA key of %d bits is too small (minimum 2048)", k.N.BitLen())
-		}
-		return crypto.SHA256, sha256.New, nil
-	case ed25519.PublicKey:
-		return 0, nil, nil
-	default:
-		return 0, nil, fmt.Errorf("unsupported public key type %T", pub)
-	}
-}
+// Public returns the signer's public key.
+func (s *Signer) Public() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
 
-func (s *Signer) sign(domain string, parts ...[]byte) (*pocnetv1.Signature, error) {
-	msg := signingInput(domain, parts...)
-	h, newHash, err := hashFor(s.key.Public())
-	if err != nil {
-		return nil, err
-	}
-	var sig []byte
-	switch {
-	case newHash == nil:
-		sig, err = s.key.Sign(rand.Reader, msg, crypto.Hash(0))
-	default:
-		d := newHash()
-		d.Write(msg)
-		var opts crypto.SignerOpts = h
-		if _, isRSA := s.key.Public().(*rsa.PublicKey); isRSA {
-			opts = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h}
-		}
-		sig, err = s.key.Sign(rand.Reader, d.Sum(nil), opts)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("envelope: signing: %w", err)
-	}
+func (s *Signer) sign(domain string, parts ...[]byte) *pocnetv1.Signature {
 	return &pocnetv1.Signature{
-		Algorithm:        pocnetv1.SignatureAlgorithm_SIGNATURE_ALGORITHM_X509,
-		KeyId:            s.keyID,
-		Value:            sig,
-		CertificateChain: s.chain,
-	}, nil
+		Algorithm: pocnetv1.SignatureAlgorithm_SIGNATURE_ALGORITHM_ED25519,
+		KeyId:     s.keyID,
+		Value:     ed25519.Sign(s.key, signingInput(domain, parts...)),
+	}
 }
 
-// verifySig checks sig over domain||parts with the public key of leaf.
-func verifySig(leaf *x509.Certificate, sig []byte, domain string, parts ...[]byte) error {
-	msg := signingInput(domain, parts...)
-	h, newHash, err := hashFor(leaf.PublicKey)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+// verifySig checks sig over domain||parts with pub.
+func verifySig(pub ed25519.PublicKey, sig *pocnetv1.Signature, domain string, parts ...[]byte) error {
+	if !ed25519.Verify(pub, signingInput(domain, parts...), sig.GetValue()) {
+		return fmt.Errorf("%w: signature does not verify with key %s", ErrBadSignature, sig.GetKeyId())
 	}
-	var digest []byte
-	if newHash != nil {
-		d := newHash()
-		d.Write(msg)
-		digest = d.Sum(nil)
+	return nil
+}
+
+// checkSignatureForm rejects a missing signature or one of an algorithm
+// this node does not verify, before any key is looked up.
+func checkSignatureForm(sig *pocnetv1.Signature) error {
+	if sig == nil {
+		return fmt.Errorf("%w: no signature", ErrBadSignature)
 	}
-	ok := false
-	switch k := leaf.PublicKey.(type) {
-	case *ecdsa.PublicKey:
-		ok = ecdsa.VerifyASN1(k, digest, sig)
-	case *rsa.PublicKey:
-		ok = rsa.VerifyPSS(k, h, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h}) == nil
-	case ed25519.PublicKey:
-		ok = ed25519.Verify(k, msg, sig)
+	if sig.GetAlgorithm() != pocnetv1.SignatureAlgorithm_SIGNATURE_ALGORITHM_ED25519 {
+		return fmt.Errorf("%w: algorithm %v is not supported (want SIGNATURE_ALGORITHM_ED25519)", ErrBadSignature, sig.GetAlgorithm())
 	}
-	if !ok {
-		return fmt.Errorf("%w: signature does not verify with the key of %q", ErrBadSignature, leaf.Subject.String())
+	if len(sig.GetValue()) != ed25519.SignatureSize {
+		return fmt.Errorf("%w: signature of %d bytes, an Ed25519 signature has %d", ErrBadSignature, len(sig.GetValue()), ed25519.SignatureSize)
 	}
 	return nil
 }
@@ -165,4 +87,11 @@ func signingInput(domain string, parts ...[]byte) []byte {
 		out = append(out, p...)
 	}
 	return out
+}
+
+// SignRaw signs header and payload bytes as they are, without building or
+// checking them. It exists for tests and tools that must produce envelopes a
+// correct node would never build, to check that they are refused.
+func SignRaw(s *Signer, header, payload []byte) *pocnetv1.Envelope {
+	return &pocnetv1.Envelope{Header: header, Payload: payload, Signature: s.sign(envelopeDomain, header, payload)}
 }

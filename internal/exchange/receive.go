@@ -33,11 +33,11 @@ func refusal(id string, code pocnetv1.RefusalCode, format string, args ...any) *
 
 // incoming is an envelope that passed every check that needs no store write.
 type incoming struct {
-	idx     int
-	env     *pocnetv1.Envelope
-	opened  *envelope.Opened
-	receipt *pocnetv1.Receipt
-	reject  bool
+	idx    int
+	env    *pocnetv1.Envelope
+	opened *envelope.Opened
+	reject bool
+	reason string
 }
 
 // Receive takes envelopes delivered by peer's node. Each gets a result: a
@@ -50,8 +50,8 @@ func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 	}
 	now := s.now()
 	results := make([]*pocnetv1.DeliveryResult, len(envs))
-	// Verification and receipt signing dominate the cost of a delivery;
-	// they are independent per envelope, so a batch uses every core.
+	// Verification and decryption dominate the cost of a delivery; they are
+	// independent per envelope, so a batch uses every core.
 	checked := make([]*incoming, len(envs))
 	parallel(len(envs), func(i int) {
 		checked[i], results[i] = s.check(peer, envs[i], now)
@@ -72,14 +72,7 @@ func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 		return results, nil
 	}
 	err := s.cfg.Store.Update(ctx, func(tx *store.Tx) error {
-		for _, in := range todo {
-			res, err := s.storeIncoming(tx, in, now)
-			if err != nil {
-				return err
-			}
-			results[in.idx] = res
-		}
-		return nil
+		return s.storeIncoming(tx, peer.State, todo, results, now)
 	})
 	if err != nil {
 		s.log.Error("cannot store delivered envelopes; the peer will retry", zap.String("peer", peer.State), zap.Error(err))
@@ -90,8 +83,8 @@ func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 	return results, nil
 }
 
-// check verifies one envelope, applies policy and signs the receipt, all
-// before the store is involved: a refused envelope leaves no trace.
+// check verifies and opens one envelope and applies policy, all before the
+// store is involved: a refused envelope leaves no trace.
 func (s *Service) check(peer identity.ID, env *pocnetv1.Envelope, now time.Time) (*incoming, *pocnetv1.DeliveryResult) {
 	dir := s.cfg.Directory.Directory()
 	h, err := envelope.DecodeHeader(env)
@@ -111,7 +104,7 @@ func (s *Service) check(peer identity.ID, env *pocnetv1.Envelope, now time.Time)
 	if h.GetFromState() != peer.State {
 		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "envelope from %s delivered by the node of %s; nodes deliver only their own state's envelopes", h.GetFromState(), peer.State)
 	}
-	opened, err := envelope.Open(env, dir.Bundle(), now)
+	opened, err := envelope.Open(env, dir, s.cfg.Opener)
 	switch {
 	case errors.Is(err, envelope.ErrBadSignature):
 		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE, "%v", err)
@@ -124,29 +117,29 @@ func (s *Service) check(peer identity.ID, env *pocnetv1.Envelope, now time.Time)
 	// A retry of an envelope already stored gets its receipt back even when
 	// it has expired since: delivery happened in time.
 	if prev, err := s.cfg.Store.Message(id); err == nil {
-		if !bytes.Equal(prev.GetEnvelopeDigest(), opened.Digest) || prev.GetView().GetDirection() != pocnetv1.Direction_DIRECTION_INBOUND {
-			return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_CONFLICT, "envelope id %s was already stored with different content", id)
+		if res := redelivery(prev, id, opened.Digest); res != nil {
+			return nil, res
 		}
-		return nil, &pocnetv1.DeliveryResult{EnvelopeId: id, Result: &pocnetv1.DeliveryResult_Receipt{Receipt: prev.GetView().GetReceipt()}}
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE, "the recipient node could not read its store; retry later")
 	}
 	if !now.Before(h.GetExpiresAt().AsTime()) {
 		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_EXPIRED, "envelope expired at %s", h.GetExpiresAt().AsTime().UTC().Format(time.RFC3339))
 	}
-	outcome, reason := pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_DELIVERED, ""
+	in := &incoming{env: env, opened: opened}
 	if d := s.decide(opened); !d.Accepted {
-		outcome, reason = pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_REJECTED, d.Reason
+		in.reject, in.reason = true, d.Reason
 	}
-	receipt, err := envelope.SignReceipt(s.cfg.Signer, &pocnetv1.ReceiptBody{
-		EnvelopeId: id, EnvelopeDigest: opened.Digest, FromState: h.GetFromState(), RecipientState: s.cfg.State,
-		Outcome: outcome, Reason: reason, ReceivedAt: timestamppb.New(now),
-	})
-	if err != nil {
-		s.log.Error("cannot sign receipt", zap.Error(err))
-		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE, "the recipient node could not sign a receipt; retry later")
+	return in, nil
+}
+
+// redelivery answers an envelope id already stored: the same receipt for
+// the same content, a conflict for anything else.
+func redelivery(prev *storev1.MessageRecord, id string, digest []byte) *pocnetv1.DeliveryResult {
+	if !bytes.Equal(prev.GetEnvelopeDigest(), digest) || prev.GetView().GetDirection() != pocnetv1.Direction_DIRECTION_INBOUND {
+		return refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_CONFLICT, "envelope id %s was already stored with different content", id)
 	}
-	return &incoming{env: env, opened: opened, receipt: receipt, reject: outcome == pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_REJECTED}, nil
+	return &pocnetv1.DeliveryResult{EnvelopeId: id, Result: &pocnetv1.DeliveryResult_Receipt{Receipt: prev.GetView().GetReceipt()}}
 }
 
 // validateIncoming checks that a verified envelope is well formed: the
@@ -221,46 +214,88 @@ func (s *Service) decide(o *envelope.Opened) policy.Decision {
 	return policy.Check(member, h.GetToRole(), h.GetKind(), o.Payload.GetCommunication().GetLanguage())
 }
 
-// storeIncoming writes one checked envelope in the caller's update.
-func (s *Service) storeIncoming(tx *store.Tx, in *incoming, now time.Time) (*pocnetv1.DeliveryResult, error) {
-	h := in.opened.Header
-	id := h.GetId()
-	// Re-check under commit order: the same envelope may arrive twice at once.
-	if prev, err := tx.Message(id); err == nil {
-		if !bytes.Equal(prev.GetEnvelopeDigest(), in.opened.Digest) {
-			return refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_CONFLICT, "envelope id %s was already stored with different content", id), nil
+// storeIncoming writes the checked envelopes of one delivery in the
+// caller's update and signs their receipts: one signature over the tree of
+// the envelopes stored now, made in commit order, so that it never attests
+// an envelope that a concurrent delivery of the same id got in first.
+func (s *Service) storeIncoming(tx *store.Tx, from string, todo []*incoming, results []*pocnetv1.DeliveryResult, now time.Time) error {
+	var fresh, copies []*incoming
+	first := map[string]*incoming{}
+	for _, in := range todo {
+		id := in.opened.Header.GetId()
+		if prev, err := tx.Message(id); err == nil {
+			results[in.idx] = redelivery(prev, id, in.opened.Digest)
+			continue
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
 		}
-		return &pocnetv1.DeliveryResult{EnvelopeId: id, Result: &pocnetv1.DeliveryResult_Receipt{Receipt: prev.GetView().GetReceipt()}}, nil
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return nil, err
+		// The same id twice in one delivery is stored once; the copy gets
+		// the first one's receipt, or a conflict if its content differs.
+		if f, ok := first[id]; ok {
+			if !bytes.Equal(f.opened.Digest, in.opened.Digest) {
+				results[in.idx] = refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_CONFLICT, "envelope id %s was already stored with different content", id)
+				continue
+			}
+			copies = append(copies, in)
+			continue
+		}
+		first[id] = in
+		fresh = append(fresh, in)
 	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	entries := make([]*pocnetv1.ReceiptEntry, len(fresh))
+	for i, in := range fresh {
+		entries[i] = &pocnetv1.ReceiptEntry{EnvelopeId: in.opened.Header.GetId(), EnvelopeDigest: in.opened.Digest,
+			Outcome: pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_DELIVERED}
+		if in.reject {
+			entries[i].Outcome, entries[i].Reason = pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_REJECTED, in.reason
+		}
+	}
+	receipts, err := envelope.SignReceipts(s.cfg.Signer, from, s.cfg.State, now, entries)
+	if err != nil {
+		return err
+	}
+	for i, in := range fresh {
+		if err := s.putIncoming(tx, in, receipts[i], now); err != nil {
+			return err
+		}
+		results[in.idx] = &pocnetv1.DeliveryResult{EnvelopeId: in.opened.Header.GetId(), Result: &pocnetv1.DeliveryResult_Receipt{Receipt: receipts[i]}}
+	}
+	for _, in := range copies {
+		results[in.idx] = results[first[in.opened.Header.GetId()].idx]
+	}
+	return nil
+}
+
+// putIncoming writes one new inbound envelope, its indexes and its event.
+func (s *Service) putIncoming(tx *store.Tx, in *incoming, receipt *pocnetv1.Receipt, now time.Time) error {
+	h := in.opened.Header
 	v := messageFromHeader(h, in.opened.Payload)
 	v.Direction = pocnetv1.Direction_DIRECTION_INBOUND
 	v.LocalState = pocnetv1.LocalState_LOCAL_STATE_NEW
 	v.ReceivedAt = timestamppb.New(now)
-	v.Receipt = in.receipt
-	rec := &storev1.MessageRecord{View: v, Envelope: in.env, EnvelopeDigest: in.opened.Digest, Rejected: in.reject}
+	v.Receipt = receipt
+	rec := &storev1.MessageRecord{View: v, Envelope: in.env, EnvelopeDigest: in.opened.Digest, PayloadKey: in.opened.PayloadKey, Rejected: in.reject}
 	if err := tx.PutMessage(rec); err != nil {
-		return nil, err
+		return err
 	}
-	res := &pocnetv1.DeliveryResult{EnvelopeId: id, Result: &pocnetv1.DeliveryResult_Receipt{Receipt: in.receipt}}
 	if in.reject {
 		// Kept for idempotent redelivery only; in no inbox, no event.
-		return res, nil
+		return nil
 	}
 	if err := tx.IndexMessage(rec, now); err != nil {
-		return nil, err
+		return err
 	}
 	tx.AppendEvent(&pocnetv1.Event{
 		OccurredAt: timestamppb.New(now), Type: pocnetv1.EventType_EVENT_TYPE_MESSAGE_RECEIVED,
-		MessageId: id, ThreadId: v.GetThreadId(), Role: v.GetToRole(),
+		MessageId: h.GetId(), ThreadId: v.GetThreadId(), Role: v.GetToRole(),
 	})
 	if h.GetType() != pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION {
-		if err := s.applyAnswer(tx, v, now); err != nil {
-			return nil, err
-		}
+		return s.applyAnswer(tx, v, now)
 	}
-	return res, nil
+	return nil
 }
 
 // applyAnswer moves the status of the message an answer answers. A late
@@ -311,16 +346,16 @@ type outcome struct {
 // (relay.Handler). A receipt that does not verify is not believed: the
 // envelope stays queued and is delivered again, until it expires.
 func (s *Service) Delivered(ctx context.Context, peer string, items []relay.Item, envs []*pocnetv1.Envelope, results []*pocnetv1.DeliveryResult) ([]relay.Item, error) {
-	now := s.now()
-	bundle := s.cfg.Directory.Directory().Bundle()
-	// Receipts are verified in parallel, as envelopes are in Receive.
-	verified := make([]*pocnetv1.ReceiptBody, len(items))
+	// The receipts of one delivery share one signed body: the verifier
+	// checks it once, then each receipt's inclusion proof.
+	rv := envelope.NewReceiptVerifier(s.cfg.Directory.Directory())
+	verified := make([]*envelope.Receipted, len(items))
 	verr := make([]error, len(items))
 	parallel(len(items), func(i int) {
 		// A result that is neither a refusal nor a valid receipt (an empty
 		// one included) fails here and is delivered again.
 		if results[i].GetRefusal() == nil && results[i].GetEnvelopeId() == items[i].ID {
-			verified[i], verr[i] = envelope.VerifyReceipt(results[i].GetReceipt(), bundle, now, s.cfg.State, peer, items[i].ID, envelope.Digest(envs[i]))
+			verified[i], verr[i] = rv.Verify(results[i].GetReceipt(), s.cfg.State, peer, items[i].ID, envelope.Digest(envs[i]))
 		}
 	})
 	var retry []relay.Item
@@ -341,22 +376,22 @@ func (s *Service) Delivered(ctx context.Context, peer string, items []relay.Item
 				reason: fmt.Sprintf("refused by the node of %s (%s): %s", peer, refusalName(r.GetCode()), r.GetMessage())})
 			continue
 		}
-		body, err := verified[i], verr[i]
+		got, err := verified[i], verr[i]
 		if err != nil {
 			s.log.Error("receipt does not verify; will deliver again", zap.String("peer", peer), zap.String("id", it.ID), zap.Error(err))
 			retry = append(retry, it)
 			continue
 		}
 		o := outcome{item: it, status: pocnetv1.Status_STATUS_DELIVERED, receipt: res.GetReceipt()}
-		if body.GetOutcome() == pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_REJECTED {
-			o.status, o.reason = pocnetv1.Status_STATUS_REJECTED, body.GetReason()
+		if got.Entry.GetOutcome() == pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_REJECTED {
+			o.status, o.reason = pocnetv1.Status_STATUS_REJECTED, got.Entry.GetReason()
 		}
 		done = append(done, o)
 	}
 	if len(done) == 0 {
 		return retry, nil
 	}
-	if err := s.finish(ctx, done, now); err != nil {
+	if err := s.finish(ctx, done, s.now()); err != nil {
 		return nil, err
 	}
 	return retry, nil

@@ -33,6 +33,10 @@ type Config struct {
 	Directory *directory.Source
 	Store     *store.DB
 	Signer    *envelope.Signer
+	// Sealer seals payloads to the recipients' published keys.
+	Sealer *envelope.Sealer
+	// Opener opens payloads sealed to this state.
+	Opener *envelope.Opener
 	// Relay is set with SetRelay when the worker is built after the service.
 	Relay  Enqueuer
 	Logger *zap.Logger
@@ -49,8 +53,8 @@ type Service struct {
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
-	if cfg.Store == nil || cfg.Directory == nil || cfg.Signer == nil {
-		return nil, errors.New("exchange: Store, Directory and Signer are required")
+	if cfg.Store == nil || cfg.Directory == nil || cfg.Signer == nil || cfg.Sealer == nil || cfg.Opener == nil {
+		return nil, errors.New("exchange: Store, Directory, Signer, Sealer and Opener are required")
 	}
 	if err := identity.ValidateState(cfg.State); err != nil {
 		return nil, fmt.Errorf("exchange: state: %w", err)
@@ -268,7 +272,11 @@ func withDefaults(c *pocnetv1.Communication, parent *pocnetv1.Message) *pocnetv1
 // outboundRecord signs a new envelope and builds its record, outside the
 // commit goroutine so that signing never holds up other writers.
 func (s *Service) outboundRecord(h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload, now time.Time) (*storev1.MessageRecord, error) {
-	env, err := envelope.Build(s.cfg.Signer, h, p)
+	key, ok := s.cfg.Directory.Directory().SealingKey(h.GetToState())
+	if !ok {
+		return nil, errorf(ErrFailedPrecondition, "the directory publishes no active encryption key for %s; nothing can be sealed to it", h.GetToState())
+	}
+	b, err := envelope.Build(s.cfg.Signer, s.cfg.Sealer, key, h, p)
 	if err != nil {
 		// Every field was validated; what is left is the envelope's total size.
 		return nil, errorf(ErrInvalidArgument, "communication: %v", err)
@@ -279,8 +287,9 @@ func (s *Service) outboundRecord(h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload
 	v.History = []*pocnetv1.StatusChange{{Status: pocnetv1.Status_STATUS_ACCEPTED, At: timestamppb.New(now)}}
 	return &storev1.MessageRecord{
 		View:           v,
-		Envelope:       env,
-		EnvelopeDigest: envelope.Digest(env),
+		Envelope:       b.Envelope,
+		EnvelopeDigest: b.Digest,
+		PayloadKey:     b.PayloadKey,
 		Outbox: &storev1.OutboxEntry{
 			MessageId: h.GetId(), PeerState: h.GetToState(), ExpiresAt: h.GetExpiresAt(),
 			Urgency: h.GetUrgency(), EnqueuedAt: timestamppb.New(now),

@@ -8,6 +8,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pocnet/pocnet/internal/envelope"
 	storev1 "github.com/pocnet/pocnet/proto/pocnet/store/v1"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
@@ -203,8 +204,9 @@ func (d *DB) Message(id string) (*storev1.MessageRecord, error) {
 	}
 	rec.Envelope = env
 	if v := rec.GetView(); v.GetType() == pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION || v.GetType() == pocnetv1.EnvelopeType_ENVELOPE_TYPE_RESPONSE {
-		var p pocnetv1.Payload
-		if err := proto.Unmarshal(env.GetPayload(), &p); err != nil {
+		// The payload stays sealed on disk; the record keeps its key.
+		p, err := envelope.Decode(env, rec.GetPayloadKey())
+		if err != nil {
 			return nil, fmt.Errorf("%w: payload of %s: %v", ErrStorage, id, err)
 		}
 		v.Communication = p.GetCommunication()

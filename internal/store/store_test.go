@@ -10,9 +10,10 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/envelope"
 	storev1 "github.com/pocnet/pocnet/proto/pocnet/store/v1"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
@@ -312,13 +313,11 @@ func TestStatusUpdateKeepsEnvelopeAndContent(t *testing.T) {
 	defer d.Close()
 	id := uuid.Must(uuid.NewV7()).String()
 	comm := &pocnetv1.Communication{Subject: "kept", Language: "en"}
-	payload, err := proto.Marshal(&pocnetv1.Payload{Body: &pocnetv1.Payload_Communication{Communication: comm}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, key := sealed(t, id, comm)
 	rec := &storev1.MessageRecord{
-		View:     &pocnetv1.Message{Id: id, ThreadId: id, Type: pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION, Communication: comm, Status: pocnetv1.Status_STATUS_ACCEPTED},
-		Envelope: &pocnetv1.Envelope{Header: []byte("h"), Payload: payload},
+		View:       &pocnetv1.Message{Id: id, ThreadId: id, Type: pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION, Communication: comm, Status: pocnetv1.Status_STATUS_ACCEPTED},
+		Envelope:   env,
+		PayloadKey: key,
 	}
 	if err := d.Update(context.Background(), func(tx *Tx) error { return tx.PutMessage(rec) }); err != nil {
 		t.Fatal(err)
@@ -340,7 +339,34 @@ func TestStatusUpdateKeepsEnvelopeAndContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.GetView().GetStatus() != pocnetv1.Status_STATUS_DELIVERED || got.GetView().GetCommunication().GetSubject() != "kept" || string(got.GetEnvelope().GetHeader()) != "h" {
+	if got.GetView().GetStatus() != pocnetv1.Status_STATUS_DELIVERED || got.GetView().GetCommunication().GetSubject() != "kept" || string(got.GetEnvelope().GetHeader()) != string(env.GetHeader()) {
 		t.Fatalf("after a status update: %v", got)
 	}
+}
+
+// sealed builds a real sealed envelope carrying comm, as a node stores it,
+// and returns it with its payload key.
+func sealed(t *testing.T, id string, comm *pocnetv1.Communication) (*pocnetv1.Envelope, []byte) {
+	t.Helper()
+	sk, err := envelope.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := envelope.NewSigner(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ek, err := envelope.GenerateEncryptionKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := ek.PublicKey().Bytes()
+	to := &pocnetv1.EncryptionKey{KeyId: directory.EncryptionKeyID(pub), PublicKey: pub, Status: pocnetv1.KeyStatus_KEY_STATUS_ACTIVE}
+	h := &pocnetv1.EnvelopeHeader{Id: id, FromState: "XAA", ToState: "XBB"}
+	b, err := envelope.Build(signer, envelope.NewSealer("pocnet.example", "XAA", nil), to, h,
+		&pocnetv1.Payload{Body: &pocnetv1.Payload_Communication{Communication: comm}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.Envelope, b.PayloadKey
 }

@@ -95,6 +95,10 @@ type Options struct {
 	Now func() time.Time
 	// Quiet drops node logs instead of sending them to the test log.
 	Quiet bool
+	// Directory, if set, edits the generated directory before it is written
+	// (to publish extra, retired or revoked keys, say). The result must
+	// still validate.
+	Directory func(*pocnetv1.Directory)
 }
 
 // Federation is a running test federation.
@@ -140,6 +144,9 @@ func Start(t T, opts Options) *Federation {
 		}
 		listeners[m.GetState()] = lis
 		m.Endpoints = []string{lis.Addr().String()}
+	}
+	if opts.Directory != nil {
+		opts.Directory(gen.Directory)
 	}
 	f := &Federation{t: t, opts: opts, Dir: t.TempDir(), Certs: gen, nodes: map[string]*Node{}}
 	if err := gen.Write(f.Dir); err != nil {

@@ -28,6 +28,7 @@ type Config struct {
 	// Directory is the directory file (protobuf JSON).
 	Directory string `yaml:"directory"`
 	TLS       TLS    `yaml:"tls"`
+	Keys      Keys   `yaml:"keys"`
 	Log       Log    `yaml:"log"`
 	// Reflection enables gRPC server reflection for the node's operators.
 	Reflection bool  `yaml:"reflection"`
@@ -40,6 +41,17 @@ type Config struct {
 type TLS struct {
 	Cert string `yaml:"cert"`
 	Key  string `yaml:"key"`
+}
+
+// Keys names the private halves of the keys the node's state publishes in
+// the directory, PEM.
+type Keys struct {
+	// Signing is the Ed25519 key the node signs envelopes and receipts with.
+	Signing string `yaml:"signing"`
+	// Encryption lists the HPKE keys that open payloads sealed to the state:
+	// every key the state lists in the directory, including retired ones
+	// that envelopes still queued at other nodes may be sealed to.
+	Encryption []string `yaml:"encryption"`
 }
 
 // Log configures logging.
@@ -122,9 +134,17 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not host:port", c.Listen)
 	}
-	for field, v := range map[string]string{"data_dir": c.DataDir, "directory": c.Directory, "tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key} {
+	for field, v := range map[string]string{"data_dir": c.DataDir, "directory": c.Directory, "tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key, "keys.signing": c.Keys.Signing} {
 		if v == "" {
 			return fmt.Errorf("%s: is required", field)
+		}
+	}
+	if len(c.Keys.Encryption) == 0 {
+		return errors.New("keys.encryption: at least one encryption key file is required")
+	}
+	for i, p := range c.Keys.Encryption {
+		if p == "" {
+			return fmt.Errorf("keys.encryption[%d]: is empty", i)
 		}
 	}
 	switch c.Log.Level {
@@ -150,7 +170,11 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) resolve(base string) {
-	for _, p := range []*string{&c.DataDir, &c.Directory, &c.TLS.Cert, &c.TLS.Key} {
+	paths := []*string{&c.DataDir, &c.Directory, &c.TLS.Cert, &c.TLS.Key, &c.Keys.Signing}
+	for i := range c.Keys.Encryption {
+		paths = append(paths, &c.Keys.Encryption[i])
+	}
+	for _, p := range paths {
 		if !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}

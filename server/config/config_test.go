@@ -15,6 +15,10 @@ directory: ../../directory.json
 tls:
   cert: node.pem
   key: node-key.pem
+keys:
+  signing: signing-key.pem
+  encryption:
+    - encryption-key.pem
 `
 
 func TestParseDefaults(t *testing.T) {
@@ -40,7 +44,10 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{good + "relay:\n  deliver_timeout: 1ms\n", "relay.deliver_timeout:"},
 		{good + "relay:\n  max_backof: 1s\n", "max_backof"},
 		{good + "listne: x\n", "listne"},
-		{good + "reflection: maybe\n", "line 8"},
+		{good + "reflection: maybe\n", "line 12"},
+		{strings.Replace(good, "  signing: signing-key.pem\n", "", 1), "keys.signing: is required"},
+		{strings.Replace(good, "  encryption:\n    - encryption-key.pem\n", "", 1), "keys.encryption: at least one"},
+		{strings.Replace(good, "    - encryption-key.pem\n", "    - \"\"\n", 1), "keys.encryption[0]: is empty"},
 	}
 	for _, tc := range cases {
 		_, err := Parse([]byte(tc.edit))
@@ -68,5 +75,8 @@ func TestLoadResolvesRelativePaths(t *testing.T) {
 	}
 	if want := filepath.Join(dir, "XAA", "node", "data"); c.DataDir != want {
 		t.Fatalf("data_dir = %s, want %s", c.DataDir, want)
+	}
+	if want := filepath.Join(dir, "XAA", "node", "encryption-key.pem"); c.Keys.Encryption[0] != want {
+		t.Fatalf("keys.encryption[0] = %s, want %s", c.Keys.Encryption[0], want)
 	}
 }

@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"crypto/hpke"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/pocnet/pocnet/internal/identity"
 	"github.com/pocnet/pocnet/internal/relay"
 	"github.com/pocnet/pocnet/internal/store"
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 	"github.com/pocnet/pocnet/server/auth"
 	"github.com/pocnet/pocnet/server/config"
 	"github.com/pocnet/pocnet/server/contactsvc"
@@ -107,9 +109,9 @@ func Start(o Options) (n *Node, err error) {
 	if id != self {
 		return nil, fmt.Errorf("tls.cert: certificate names %s, but this node is %s", id, self)
 	}
-	signer, err := envelope.NewSigner(&cert)
+	signer, opener, err := loadKeys(cfg, d, now())
 	if err != nil {
-		return nil, fmt.Errorf("tls.key: %w", err)
+		return nil, err
 	}
 	lis := o.Listener
 	if lis == nil {
@@ -128,7 +130,7 @@ func Start(o Options) (n *Node, err error) {
 			n.closeAll()
 		}
 	}()
-	ex, err := exchange.New(exchange.Config{State: cfg.State, Directory: dir, Store: db, Signer: signer, Logger: log.Named("exchange"), Now: now})
+	ex, err := exchange.New(exchange.Config{State: cfg.State, Directory: dir, Store: db, Signer: signer, Sealer: envelope.NewSealer(d.Federation(), cfg.State, now), Opener: opener, Logger: log.Named("exchange"), Now: now})
 	if err != nil {
 		return nil, err
 	}
@@ -240,3 +242,34 @@ func (n *Node) closeAll() {
 // Done returns a channel that receives the serve error when the server
 // stops on its own.
 func (n *Node) Done() <-chan error { return n.served }
+
+// loadKeys loads the state's private keys and refuses to start with keys
+// the peers would refuse or with a published encryption key the node could
+// not open: an envelope sealed to it would be undeliverable.
+func loadKeys(cfg *config.Config, d *directory.Directory, now time.Time) (*envelope.Signer, *envelope.Opener, error) {
+	sk, err := envelope.LoadSigningKey(cfg.Keys.Signing)
+	if err != nil {
+		return nil, nil, fmt.Errorf("keys.signing: %w", err)
+	}
+	signer, err := envelope.NewSigner(sk)
+	if err != nil {
+		return nil, nil, fmt.Errorf("keys.signing: %w", err)
+	}
+	if pk, ok := d.SigningKey(cfg.State, signer.KeyID()); !ok || pk.GetStatus() != pocnetv1.KeyStatus_KEY_STATUS_ACTIVE {
+		return nil, nil, fmt.Errorf("keys.signing: key %s is not an ACTIVE signing key of %s in the directory", signer.KeyID(), cfg.State)
+	}
+	priv := map[string]hpke.PrivateKey{}
+	for i, path := range cfg.Keys.Encryption {
+		k, id, err := envelope.LoadEncryptionKey(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("keys.encryption[%d]: %w", i, err)
+		}
+		priv[id] = k
+	}
+	for _, k := range d.EncryptionKeys(cfg.State) {
+		if _, ok := priv[k.GetKeyId()]; !ok && k.GetStatus() != pocnetv1.KeyStatus_KEY_STATUS_REVOKED {
+			return nil, nil, fmt.Errorf("keys.encryption: the directory publishes encryption key %s (%s) for %s, but no file listed holds its private key", k.GetKeyId(), k.GetStatus(), cfg.State)
+		}
+	}
+	return signer, envelope.NewOpener(d.Federation(), cfg.State, priv), nil
+}

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,14 +11,15 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pocnet/pocnet/certs"
 	"github.com/pocnet/pocnet/internal/envelope"
 	"github.com/pocnet/pocnet/internal/testfed"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
 // wantReceipt checks that res carries a receipt of recipient's node for env
-// with the given outcome, and returns its body.
-func wantReceipt(t *testing.T, f *testfed.Federation, res *pocnetv1.DeliveryResult, env *pocnetv1.Envelope, from, recipient string, outcome pocnetv1.DeliveryOutcome) *pocnetv1.ReceiptBody {
+// with the given outcome, and returns its entry.
+func wantReceipt(t *testing.T, f *testfed.Federation, res *pocnetv1.DeliveryResult, env *pocnetv1.Envelope, from, recipient string, outcome pocnetv1.DeliveryOutcome) *pocnetv1.ReceiptEntry {
 	t.Helper()
 	h, err := envelope.DecodeHeader(env)
 	if err != nil {
@@ -26,14 +28,14 @@ func wantReceipt(t *testing.T, f *testfed.Federation, res *pocnetv1.DeliveryResu
 	if r := res.GetRefusal(); r != nil {
 		t.Fatalf("envelope %s refused: %v: %s", h.GetId(), r.GetCode(), r.GetMessage())
 	}
-	body, err := envelope.VerifyReceipt(res.GetReceipt(), bundle(t, f), time.Now(), from, recipient, h.GetId(), envelope.Digest(env))
+	got, err := envelope.VerifyReceipt(res.GetReceipt(), dirOf(t, f), from, recipient, h.GetId(), envelope.Digest(env))
 	if err != nil {
 		t.Fatalf("receipt for %s does not verify: %v", h.GetId(), err)
 	}
-	if body.GetOutcome() != outcome {
-		t.Fatalf("receipt outcome %v (%s), want %v", body.GetOutcome(), body.GetReason(), outcome)
+	if got.Entry.GetOutcome() != outcome {
+		t.Fatalf("receipt outcome %v (%s), want %v", got.Entry.GetOutcome(), got.Entry.GetReason(), outcome)
 	}
-	return body
+	return got.Entry
 }
 
 func TestDeliverTwiceSameReceipt(t *testing.T) {
@@ -97,11 +99,29 @@ func TestDeliverSameIDDifferentContent(t *testing.T) {
 // TestDeliverRefusals: envelopes that fail verification, addressing or
 // expiry are refused with the right code, and nothing is stored.
 func TestDeliverRefusals(t *testing.T) {
-	f := testfed.Start(t, testfed.Options{States: 3})
+	// XAA also publishes a key retired an hour ago and a revoked key; the
+	// test holds their private halves, as a thief or a careless operator
+	// would.
+	retiredKey, _ := envelope.GenerateSigningKey()
+	revokedKey, _ := envelope.GenerateSigningKey()
+	f := testfed.Start(t, testfed.Options{States: 3, Directory: func(d *pocnetv1.Directory) {
+		retired, revoked := certs.PublishSigningKey(retiredKey), certs.PublishSigningKey(revokedKey)
+		retired.Status, retired.RetiredAt = pocnetv1.KeyStatus_KEY_STATUS_RETIRED, ts(time.Now().Add(-time.Hour))
+		revoked.Status = pocnetv1.KeyStatus_KEY_STATUS_REVOKED
+		d.GetMembers()[0].SigningKeys = append(d.GetMembers()[0].SigningKeys, retired, revoked)
+	}})
 	adminB := f.Contact("XBB", "admin")
 	fromA := f.Relay("XAA", "XBB")
 	fromC := f.Relay("XCC", "XBB")
 	sA, sC := signer(t, f, "XAA"), signer(t, f, "XCC")
+	withKey := func(k ed25519.PrivateKey) *sender {
+		s := signer(t, f, "XAA")
+		var err error
+		if s.s, err = envelope.NewSigner(k); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
 	now := time.Now()
 
 	flip := func(b []byte, sub string) []byte {
@@ -136,9 +156,46 @@ func TestDeliverRefusals(t *testing.T) {
 		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE, pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE}, ""},
 		{"bit flipped in payload", fromA, func() *pocnetv1.Envelope {
 			env := valid()
-			env.Payload = flip(env.GetPayload(), "Bits will flip")
+			env.Payload = bytes.Clone(env.GetPayload())
+			env.Payload[len(env.Payload)/2] ^= 0x01
 			return env
 		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE}, "signature does not verify"},
+		{"unknown key id", fromA, func() *pocnetv1.Envelope {
+			env := valid()
+			env.Signature.KeyId = "ed25519:0123456789abcdef0123456789abcdef"
+			return env
+		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE}, `key id "ed25519:0123456789abcdef0123456789abcdef" is not a signing key of XAA`},
+		{"signed with a retired key", fromA, func() *pocnetv1.Envelope {
+			c := rfi("Retired key")
+			return build(t, withKey(retiredKey), commHeader(f, "XAA", "XBB", c, now), commPayload(c))
+		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE}, "was retired at"},
+		{"signed with a revoked key", fromA, func() *pocnetv1.Envelope {
+			c := rfi("Revoked key")
+			return build(t, withKey(revokedKey), commHeader(f, "XAA", "XBB", c, now), commPayload(c))
+		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE}, "is revoked"},
+		{"sealed to another state's key", fromA, func() *pocnetv1.Envelope {
+			c := rfi("Sealed to XCC")
+			key, _ := sA.dir.SealingKey("XCC")
+			b, err := envelope.Build(sA.s, sA.sl, key, commHeader(f, "XAA", "XBB", c, now), commPayload(c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b.Envelope
+		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE}, "which the node of XBB does not hold"},
+		{"header swapped, signed again", fromA, func() *pocnetv1.Envelope {
+			// The signature is valid, but the payload was sealed under
+			// another header: the header is bound to the ciphertext.
+			a, b := valid(), valid()
+			return envelope.SignRaw(sA.s, a.GetHeader(), b.GetPayload())
+		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE}, "does not authenticate with its key and header"},
+		{"payload in clear", fromA, func() *pocnetv1.Envelope {
+			c := rfi("In clear")
+			h := commHeader(f, "XAA", "XBB", c, now)
+			h.PayloadEncoding = pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_PROTO
+			hb, _ := proto.Marshal(h)
+			pb, _ := proto.Marshal(commPayload(c))
+			return envelope.SignRaw(sA.s, hb, pb)
+		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE}, "sealed payloads only"},
 		{"bit flipped in signature", fromA, func() *pocnetv1.Envelope {
 			env := valid()
 			env.Signature.Value = bytes.Clone(env.GetSignature().GetValue())
@@ -158,7 +215,7 @@ func TestDeliverRefusals(t *testing.T) {
 		{"signed by XCC claiming XAA", fromA, func() *pocnetv1.Envelope {
 			c := rfi("Forged origin")
 			return build(t, sC, commHeader(f, "XAA", "XBB", c, now), commPayload(c))
-		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE}, "signed by spiffe://pocnet.example/state/XCC/node"},
+		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE}, "is not a signing key of XAA"},
 		{"XAA's envelope over XCC's connection", fromC, func() *pocnetv1.Envelope {
 			return valid()
 		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE}, "envelope from XAA delivered by the node of XCC"},
@@ -234,7 +291,6 @@ func TestAnswerToUnknownMessageRejected(t *testing.T) {
 		FromState: "XAA", FromRole: "technical", ToState: "XBB", ToRole: "technical",
 		Kind: pocnetv1.Kind_KIND_REQUEST_FOR_INFORMATION, Urgency: pocnetv1.Urgency_URGENCY_ROUTINE,
 		CreatedAt: ts(now), ExpiresAt: ts(now.Add(time.Hour)), InReplyTo: unknown, ThreadId: unknown,
-		PayloadEncoding: pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_PROTO,
 	}
 	env := build(t, signer(t, f, "XAA"), h, &pocnetv1.Payload{Body: &pocnetv1.Payload_Acknowledgement{Acknowledgement: &pocnetv1.Acknowledgement{}}})
 	before := take(t, adminB)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/envelope"
-	"github.com/pocnet/pocnet/internal/identity"
 	"github.com/pocnet/pocnet/internal/testfed"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
@@ -130,25 +129,32 @@ func dialTLS(t *testing.T, f *testfed.Federation, state string, cfg *tls.Config)
 	return cc
 }
 
-// bundle returns the federation's trust bundle, as every node builds it
-// from the directory.
-func bundle(t *testing.T, f *testfed.Federation) *identity.Bundle {
+// dirOf returns the federation's directory, as every node loads it.
+func dirOf(t *testing.T, f *testfed.Federation) *directory.Directory {
 	t.Helper()
 	d, err := directory.New(f.Certs.Directory)
 	if err != nil {
 		t.Fatalf("directory: %v", err)
 	}
-	return d.Bundle()
+	return d
 }
 
-// signer returns the envelope signer of state's node.
-func signer(t *testing.T, f *testfed.Federation, state string) *envelope.Signer {
+// sender builds envelopes as a state's node does: sealed to the
+// recipient's published key and signed with the state's signing key.
+type sender struct {
+	s   *envelope.Signer
+	sl  *envelope.Sealer
+	dir *directory.Directory
+}
+
+// signer returns a sender with the keys of state's node.
+func signer(t *testing.T, f *testfed.Federation, state string) *sender {
 	t.Helper()
-	s, err := envelope.NewSigner(&f.Certs.State(state).Node.TLS)
+	s, err := envelope.NewSigner(f.Certs.State(state).SigningKey)
 	if err != nil {
 		t.Fatalf("signer of %s: %v", state, err)
 	}
-	return s
+	return &sender{s: s, sl: envelope.NewSealer(f.Certs.ID, state, nil), dir: dirOf(t, f)}
 }
 
 // commHeader is the header exchange builds for a new communication from
@@ -159,7 +165,7 @@ func commHeader(f *testfed.Federation, from, to string, c *pocnetv1.Communicatio
 		Id: id, Type: pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION, FederationId: f.Certs.ID,
 		FromState: from, FromRole: "technical", ToState: to, ToRole: "technical",
 		Kind: c.GetKind(), Urgency: c.GetUrgency(), CreatedAt: ts(now), ExpiresAt: ts(now.Add(24 * time.Hour)),
-		ThreadId: id, PayloadEncoding: pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_PROTO,
+		ThreadId: id,
 	}
 }
 
@@ -167,14 +173,18 @@ func commPayload(c *pocnetv1.Communication) *pocnetv1.Payload {
 	return &pocnetv1.Payload{Body: &pocnetv1.Payload_Communication{Communication: c}}
 }
 
-// build signs an envelope with s.
-func build(t *testing.T, s *envelope.Signer, h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload) *pocnetv1.Envelope {
+// build seals and signs an envelope with s.
+func build(t *testing.T, s *sender, h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload) *pocnetv1.Envelope {
 	t.Helper()
-	env, err := envelope.Build(s, h, p)
+	key, ok := s.dir.SealingKey(h.GetToState())
+	if !ok {
+		t.Fatalf("no encryption key for %s", h.GetToState())
+	}
+	b, err := envelope.Build(s.s, s.sl, key, h, p)
 	if err != nil {
 		t.Fatalf("build envelope: %v", err)
 	}
-	return env
+	return b.Envelope
 }
 
 // deliverOne delivers one envelope and returns its result.

@@ -32,6 +32,7 @@ import (
 
 	"github.com/pocnet/pocnet/certs"
 	"github.com/pocnet/pocnet/client"
+	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
@@ -99,7 +100,9 @@ type demo struct {
 	fed            *certs.Federation
 	// bundle holds every state's CA, from the directory, to verify receipts.
 	bundle *identity.Bundle
-	nodes  map[string]*nodeProc
+	// directory has every state's signing keys, to verify receipts.
+	directory *directory.Directory
+	nodes     map[string]*nodeProc
 	// ops are the connected operators, by "STATE/role".
 	ops map[string]*operator
 	// sent is every communication a node accepted during the demo, in order,

@@ -192,6 +192,7 @@ func (d *demo) writeFederation() error {
 		return err
 	}
 	d.bundle = dir.Bundle()
+	d.directory = dir
 	for _, s := range states {
 		if err := tuneNodeConfig(d.nodeConfig(s)); err != nil {
 			return err

@@ -189,22 +189,22 @@ func (d *demo) sceneAnswered(ctx context.Context) error {
 }
 
 // verifyReceipt checks the transport receipt of a delivered message: signed
-// by the recipient state's node, chaining to that state's CA.
+// with a signing key the recipient state publishes in the directory.
 func (d *demo) verifyReceipt(m *pocnetv1.Message) (*pocnetv1.ReceiptBody, error) {
 	if m.GetReceipt() == nil {
 		return nil, fmt.Errorf("message %s is %s but carries no receipt", m.GetId(), client.StatusName(m.GetStatus()))
 	}
-	var body pocnetv1.ReceiptBody
-	if err := proto.Unmarshal(m.GetReceipt().GetBody(), &body); err != nil {
+	var entry pocnetv1.ReceiptEntry
+	if err := proto.Unmarshal(m.GetReceipt().GetEntry(), &entry); err != nil {
 		return nil, fmt.Errorf("receipt of %s: %w", m.GetId(), err)
 	}
 	// The client holds no copy of the envelope, so the digest is taken from
 	// the receipt itself: what is checked is who signed it, and for what id.
-	verified, err := envelope.VerifyReceipt(m.GetReceipt(), d.bundle, time.Now(), m.GetFromState(), m.GetToState(), m.GetId(), body.GetEnvelopeDigest())
+	verified, err := envelope.VerifyReceipt(m.GetReceipt(), d.directory, m.GetFromState(), m.GetToState(), m.GetId(), entry.GetEnvelopeDigest())
 	if err != nil {
 		return nil, fmt.Errorf("receipt of %s does not verify: %w", m.GetId(), err)
 	}
-	return verified, nil
+	return verified.Body, nil
 }
 
 func (d *demo) sceneDeclined(ctx context.Context) error {

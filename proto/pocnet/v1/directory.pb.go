@@ -9,6 +9,7 @@ package pocnetv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -69,6 +70,65 @@ func (x MemberKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use MemberKind.Descriptor instead.
 func (MemberKind) EnumDescriptor() ([]byte, []int) {
 	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{0}
+}
+
+// KeyStatus is where a published key is in its life.
+type KeyStatus int32
+
+const (
+	KeyStatus_KEY_STATUS_UNSPECIFIED KeyStatus = 0
+	// In use.
+	KeyStatus_KEY_STATUS_ACTIVE KeyStatus = 1
+	// Replaced: no longer used for anything new. A signing key stays valid for
+	// envelopes and receipts created before retired_at (so that a backlog
+	// signed before a rotation is still delivered); an encryption key is no
+	// longer sealed to.
+	KeyStatus_KEY_STATUS_RETIRED KeyStatus = 2
+	// Compromised or withdrawn: nothing made with it is accepted any more.
+	KeyStatus_KEY_STATUS_REVOKED KeyStatus = 3
+)
+
+// Enum value maps for KeyStatus.
+var (
+	KeyStatus_name = map[int32]string{
+		0: "KEY_STATUS_UNSPECIFIED",
+		1: "KEY_STATUS_ACTIVE",
+		2: "KEY_STATUS_RETIRED",
+		3: "KEY_STATUS_REVOKED",
+	}
+	KeyStatus_value = map[string]int32{
+		"KEY_STATUS_UNSPECIFIED": 0,
+		"KEY_STATUS_ACTIVE":      1,
+		"KEY_STATUS_RETIRED":     2,
+		"KEY_STATUS_REVOKED":     3,
+	}
+)
+
+func (x KeyStatus) Enum() *KeyStatus {
+	p := new(KeyStatus)
+	*p = x
+	return p
+}
+
+func (x KeyStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (KeyStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_pocnet_v1_directory_proto_enumTypes[1].Descriptor()
+}
+
+func (KeyStatus) Type() protoreflect.EnumType {
+	return &file_pocnet_v1_directory_proto_enumTypes[1]
+}
+
+func (x KeyStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use KeyStatus.Descriptor instead.
+func (KeyStatus) EnumDescriptor() ([]byte, []int) {
+	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{1}
 }
 
 // Directory lists the participants of a federation. It is visible to
@@ -141,8 +201,15 @@ type Member struct {
 	// Endpoints are host:port addresses of the participant's node.
 	Endpoints       []string          `protobuf:"bytes,5,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
 	PointsOfContact []*PointOfContact `protobuf:"bytes,6,rep,name=points_of_contact,json=pointsOfContact,proto3" json:"points_of_contact,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// SigningKeys are the Ed25519 keys the member's node signs envelopes and
+	// receipts with. Several may be listed while a key is rotated.
+	SigningKeys []*SigningKey `protobuf:"bytes,7,rep,name=signing_keys,json=signingKeys,proto3" json:"signing_keys,omitempty"`
+	// EncryptionKeys are the HPKE keys senders seal payloads to. Senders seal to
+	// the last ACTIVE one; the member keeps the private keys of the others until
+	// no envelope sealed to them can still arrive.
+	EncryptionKeys []*EncryptionKey `protobuf:"bytes,8,rep,name=encryption_keys,json=encryptionKeys,proto3" json:"encryption_keys,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -217,6 +284,157 @@ func (x *Member) GetPointsOfContact() []*PointOfContact {
 	return nil
 }
 
+func (x *Member) GetSigningKeys() []*SigningKey {
+	if x != nil {
+		return x.SigningKeys
+	}
+	return nil
+}
+
+func (x *Member) GetEncryptionKeys() []*EncryptionKey {
+	if x != nil {
+		return x.EncryptionKeys
+	}
+	return nil
+}
+
+// SigningKey is a published Ed25519 public key.
+type SigningKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// KeyId is "ed25519:" followed by the first 16 bytes of the SHA-256 of the
+	// public key, in lowercase hex.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// PublicKey is the 32-byte Ed25519 public key.
+	PublicKey []byte    `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Status    KeyStatus `protobuf:"varint,3,opt,name=status,proto3,enum=pocnet.v1.KeyStatus" json:"status,omitempty"`
+	// RetiredAt is required for KEY_STATUS_RETIRED.
+	RetiredAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=retired_at,json=retiredAt,proto3" json:"retired_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKey) Reset() {
+	*x = SigningKey{}
+	mi := &file_pocnet_v1_directory_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKey) ProtoMessage() {}
+
+func (x *SigningKey) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_directory_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
+func (*SigningKey) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SigningKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SigningKey) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *SigningKey) GetStatus() KeyStatus {
+	if x != nil {
+		return x.Status
+	}
+	return KeyStatus_KEY_STATUS_UNSPECIFIED
+}
+
+func (x *SigningKey) GetRetiredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetiredAt
+	}
+	return nil
+}
+
+// EncryptionKey is a published HPKE public key (ML-KEM-768+X25519).
+type EncryptionKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// KeyId is "mlkem768x25519:" followed by the first 16 bytes of the SHA-256
+	// of the public key, in lowercase hex.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// PublicKey is the serialized HPKE public key (RFC 9180 SerializePublicKey).
+	PublicKey     []byte    `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	Status        KeyStatus `protobuf:"varint,3,opt,name=status,proto3,enum=pocnet.v1.KeyStatus" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EncryptionKey) Reset() {
+	*x = EncryptionKey{}
+	mi := &file_pocnet_v1_directory_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EncryptionKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EncryptionKey) ProtoMessage() {}
+
+func (x *EncryptionKey) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_directory_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EncryptionKey.ProtoReflect.Descriptor instead.
+func (*EncryptionKey) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EncryptionKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *EncryptionKey) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *EncryptionKey) GetStatus() KeyStatus {
+	if x != nil {
+		return x.Status
+	}
+	return KeyStatus_KEY_STATUS_UNSPECIFIED
+}
+
 // PointOfContact is one PoC a state chooses to list, with the communications
 // it accepts.
 type PointOfContact struct {
@@ -238,7 +456,7 @@ type PointOfContact struct {
 
 func (x *PointOfContact) Reset() {
 	*x = PointOfContact{}
-	mi := &file_pocnet_v1_directory_proto_msgTypes[2]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -250,7 +468,7 @@ func (x *PointOfContact) String() string {
 func (*PointOfContact) ProtoMessage() {}
 
 func (x *PointOfContact) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_directory_proto_msgTypes[2]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -263,7 +481,7 @@ func (x *PointOfContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PointOfContact.ProtoReflect.Descriptor instead.
 func (*PointOfContact) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{2}
+	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PointOfContact) GetRole() string {
@@ -323,7 +541,7 @@ type Hours struct {
 
 func (x *Hours) Reset() {
 	*x = Hours{}
-	mi := &file_pocnet_v1_directory_proto_msgTypes[3]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +553,7 @@ func (x *Hours) String() string {
 func (*Hours) ProtoMessage() {}
 
 func (x *Hours) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_directory_proto_msgTypes[3]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +566,7 @@ func (x *Hours) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hours.ProtoReflect.Descriptor instead.
 func (*Hours) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{3}
+	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Hours) GetAroundTheClock() bool {
@@ -376,17 +594,32 @@ var File_pocnet_v1_directory_proto protoreflect.FileDescriptor
 
 const file_pocnet_v1_directory_proto_rawDesc = "" +
 	"\n" +
-	"\x19pocnet/v1/directory.proto\x12\tpocnet.v1\x1a\x1dpocnet/v1/communication.proto\"]\n" +
+	"\x19pocnet/v1/directory.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\"]\n" +
 	"\tDirectory\x12#\n" +
 	"\rfederation_id\x18\x01 \x01(\tR\ffederationId\x12+\n" +
-	"\amembers\x18\x02 \x03(\v2\x11.pocnet.v1.MemberR\amembers\"\xeb\x01\n" +
+	"\amembers\x18\x02 \x03(\v2\x11.pocnet.v1.MemberR\amembers\"\xe8\x02\n" +
 	"\x06Member\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.pocnet.v1.MemberKindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12'\n" +
 	"\x0fca_certificates\x18\x04 \x03(\tR\x0ecaCertificates\x12\x1c\n" +
 	"\tendpoints\x18\x05 \x03(\tR\tendpoints\x12E\n" +
-	"\x11points_of_contact\x18\x06 \x03(\v2\x19.pocnet.v1.PointOfContactR\x0fpointsOfContact\"\xe2\x01\n" +
+	"\x11points_of_contact\x18\x06 \x03(\v2\x19.pocnet.v1.PointOfContactR\x0fpointsOfContact\x128\n" +
+	"\fsigning_keys\x18\a \x03(\v2\x15.pocnet.v1.SigningKeyR\vsigningKeys\x12A\n" +
+	"\x0fencryption_keys\x18\b \x03(\v2\x18.pocnet.v1.EncryptionKeyR\x0eencryptionKeys\"\xab\x01\n" +
+	"\n" +
+	"SigningKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x12,\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x14.pocnet.v1.KeyStatusR\x06status\x129\n" +
+	"\n" +
+	"retired_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tretiredAt\"s\n" +
+	"\rEncryptionKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x12,\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x14.pocnet.v1.KeyStatusR\x06status\"\xe2\x01\n" +
 	"\x0ePointOfContact\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\"\n" +
 	"\forganisation\x18\x02 \x01(\tR\forganisation\x12\x1a\n" +
@@ -402,7 +635,12 @@ const file_pocnet_v1_directory_proto_rawDesc = "" +
 	"MemberKind\x12\x1b\n" +
 	"\x17MEMBER_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11MEMBER_KIND_STATE\x10\x01\x12\x18\n" +
-	"\x14MEMBER_KIND_OBSERVER\x10\x02B3Z1github.com/pocnet/pocnet/proto/pocnet/v1;pocnetv1b\x06proto3"
+	"\x14MEMBER_KIND_OBSERVER\x10\x02*n\n" +
+	"\tKeyStatus\x12\x1a\n" +
+	"\x16KEY_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11KEY_STATUS_ACTIVE\x10\x01\x12\x16\n" +
+	"\x12KEY_STATUS_RETIRED\x10\x02\x12\x16\n" +
+	"\x12KEY_STATUS_REVOKED\x10\x03B3Z1github.com/pocnet/pocnet/proto/pocnet/v1;pocnetv1b\x06proto3"
 
 var (
 	file_pocnet_v1_directory_proto_rawDescOnce sync.Once
@@ -416,27 +654,36 @@ func file_pocnet_v1_directory_proto_rawDescGZIP() []byte {
 	return file_pocnet_v1_directory_proto_rawDescData
 }
 
-var file_pocnet_v1_directory_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pocnet_v1_directory_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_pocnet_v1_directory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_pocnet_v1_directory_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_pocnet_v1_directory_proto_goTypes = []any{
-	(MemberKind)(0),        // 0: pocnet.v1.MemberKind
-	(*Directory)(nil),      // 1: pocnet.v1.Directory
-	(*Member)(nil),         // 2: pocnet.v1.Member
-	(*PointOfContact)(nil), // 3: pocnet.v1.PointOfContact
-	(*Hours)(nil),          // 4: pocnet.v1.Hours
-	(Kind)(0),              // 5: pocnet.v1.Kind
+	(MemberKind)(0),               // 0: pocnet.v1.MemberKind
+	(KeyStatus)(0),                // 1: pocnet.v1.KeyStatus
+	(*Directory)(nil),             // 2: pocnet.v1.Directory
+	(*Member)(nil),                // 3: pocnet.v1.Member
+	(*SigningKey)(nil),            // 4: pocnet.v1.SigningKey
+	(*EncryptionKey)(nil),         // 5: pocnet.v1.EncryptionKey
+	(*PointOfContact)(nil),        // 6: pocnet.v1.PointOfContact
+	(*Hours)(nil),                 // 7: pocnet.v1.Hours
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(Kind)(0),                     // 9: pocnet.v1.Kind
 }
 var file_pocnet_v1_directory_proto_depIdxs = []int32{
-	2, // 0: pocnet.v1.Directory.members:type_name -> pocnet.v1.Member
-	0, // 1: pocnet.v1.Member.kind:type_name -> pocnet.v1.MemberKind
-	3, // 2: pocnet.v1.Member.points_of_contact:type_name -> pocnet.v1.PointOfContact
-	4, // 3: pocnet.v1.PointOfContact.hours:type_name -> pocnet.v1.Hours
-	5, // 4: pocnet.v1.PointOfContact.accepted_kinds:type_name -> pocnet.v1.Kind
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	3,  // 0: pocnet.v1.Directory.members:type_name -> pocnet.v1.Member
+	0,  // 1: pocnet.v1.Member.kind:type_name -> pocnet.v1.MemberKind
+	6,  // 2: pocnet.v1.Member.points_of_contact:type_name -> pocnet.v1.PointOfContact
+	4,  // 3: pocnet.v1.Member.signing_keys:type_name -> pocnet.v1.SigningKey
+	5,  // 4: pocnet.v1.Member.encryption_keys:type_name -> pocnet.v1.EncryptionKey
+	1,  // 5: pocnet.v1.SigningKey.status:type_name -> pocnet.v1.KeyStatus
+	8,  // 6: pocnet.v1.SigningKey.retired_at:type_name -> google.protobuf.Timestamp
+	1,  // 7: pocnet.v1.EncryptionKey.status:type_name -> pocnet.v1.KeyStatus
+	7,  // 8: pocnet.v1.PointOfContact.hours:type_name -> pocnet.v1.Hours
+	9,  // 9: pocnet.v1.PointOfContact.accepted_kinds:type_name -> pocnet.v1.Kind
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_pocnet_v1_directory_proto_init() }
@@ -450,8 +697,8 @@ func file_pocnet_v1_directory_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pocnet_v1_directory_proto_rawDesc), len(file_pocnet_v1_directory_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   4,
+			NumEnums:      2,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -87,9 +87,19 @@ type PayloadEncoding int32
 
 const (
 	PayloadEncoding_PAYLOAD_ENCODING_UNSPECIFIED PayloadEncoding = 0
-	// The payload is a serialized Payload message.
+	// The payload is a serialized Payload message, in clear. Nodes refuse it;
+	// it exists for test vectors and tools that inspect opened envelopes.
 	PayloadEncoding_PAYLOAD_ENCODING_PROTO PayloadEncoding = 1
-	// The payload is a Payload sealed with HPKE to the recipient state's key.
+	// The payload is a serialized Payload sealed to one of the recipient
+	// state's published encryption keys: HPKE (RFC 9180) base mode with
+	// ML-KEM-768+X25519, HKDF-SHA256 and AES-256-GCM. The HPKE context is set up
+	// with EnvelopeHeader.encapsulated_key and the info string
+	// "pocnet/v1 seal" 0x00 federation 0x00 from_state 0x00 to_state 0x00
+	// key id; the payload key is the context's export for
+	// "pocnet/v1 payload" 0x00 envelope id (32 bytes), and the payload is
+	// nonce (12 bytes) || AES-256-GCM(payload key, nonce, Payload, aad = the
+	// header bytes). One context serves many envelopes, and disclosing one
+	// envelope's payload key discloses nothing else.
 	PayloadEncoding_PAYLOAD_ENCODING_HPKE PayloadEncoding = 2
 )
 
@@ -139,11 +149,8 @@ type SignatureAlgorithm int32
 
 const (
 	SignatureAlgorithm_SIGNATURE_ALGORITHM_UNSPECIFIED SignatureAlgorithm = 0
-	// Signed with the private key of the X.509 certificate carried in
-	// Signature.certificate_chain (ECDSA with SHA-256/384, RSA-PSS with
-	// SHA-256, or Ed25519, as the key type requires).
-	SignatureAlgorithm_SIGNATURE_ALGORITHM_X509 SignatureAlgorithm = 1
-	// Ed25519 with a key published in the directory under Signature.key_id.
+	// Ed25519 with a signing key the signer's state publishes in the directory
+	// under Signature.key_id.
 	SignatureAlgorithm_SIGNATURE_ALGORITHM_ED25519 SignatureAlgorithm = 2
 )
 
@@ -151,12 +158,10 @@ const (
 var (
 	SignatureAlgorithm_name = map[int32]string{
 		0: "SIGNATURE_ALGORITHM_UNSPECIFIED",
-		1: "SIGNATURE_ALGORITHM_X509",
 		2: "SIGNATURE_ALGORITHM_ED25519",
 	}
 	SignatureAlgorithm_value = map[string]int32{
 		"SIGNATURE_ALGORITHM_UNSPECIFIED": 0,
-		"SIGNATURE_ALGORITHM_X509":        1,
 		"SIGNATURE_ALGORITHM_ED25519":     2,
 	}
 )
@@ -266,14 +271,17 @@ type EnvelopeHeader struct {
 	ThreadId        string          `protobuf:"bytes,13,opt,name=thread_id,json=threadId,proto3" json:"thread_id,omitempty"`
 	Exercise        bool            `protobuf:"varint,14,opt,name=exercise,proto3" json:"exercise,omitempty"`
 	PayloadEncoding PayloadEncoding `protobuf:"varint,15,opt,name=payload_encoding,json=payloadEncoding,proto3,enum=pocnet.v1.PayloadEncoding" json:"payload_encoding,omitempty"`
-	// RecipientKeyIds name the recipient's encryption keys a sealed payload is
-	// sealed to; empty for PAYLOAD_ENCODING_PROTO.
+	// RecipientKeyIds names the recipient state's encryption key a sealed
+	// payload is sealed to (exactly one); empty for PAYLOAD_ENCODING_PROTO.
 	RecipientKeyIds []string `protobuf:"bytes,16,rep,name=recipient_key_ids,json=recipientKeyIds,proto3" json:"recipient_key_ids,omitempty"`
 	// RespondBy repeats the communication's respond-by time for the recipient's
 	// node, so that it can order its inbox without opening the payload.
-	RespondBy     *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=respond_by,json=respondBy,proto3" json:"respond_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RespondBy *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=respond_by,json=respondBy,proto3" json:"respond_by,omitempty"`
+	// EncapsulatedKey is the HPKE encapsulated key ("enc") of the context the
+	// payload is sealed with, for PAYLOAD_ENCODING_HPKE.
+	EncapsulatedKey []byte `protobuf:"bytes,18,opt,name=encapsulated_key,json=encapsulatedKey,proto3" json:"encapsulated_key,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *EnvelopeHeader) Reset() {
@@ -421,6 +429,13 @@ func (x *EnvelopeHeader) GetRecipientKeyIds() []string {
 func (x *EnvelopeHeader) GetRespondBy() *timestamppb.Timestamp {
 	if x != nil {
 		return x.RespondBy
+	}
+	return nil
+}
+
+func (x *EnvelopeHeader) GetEncapsulatedKey() []byte {
+	if x != nil {
+		return x.EncapsulatedKey
 	}
 	return nil
 }
@@ -622,15 +637,11 @@ func (x *Decline) GetReason() string {
 type Signature struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Algorithm SignatureAlgorithm     `protobuf:"varint,1,opt,name=algorithm,proto3,enum=pocnet.v1.SignatureAlgorithm" json:"algorithm,omitempty"`
-	// KeyId names the signing key: for X509, the lowercase hex SHA-256 of the
-	// signer certificate's SubjectPublicKeyInfo.
-	KeyId string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	Value []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
-	// CertificateChain is the DER signer certificate followed by any
-	// intermediates, for SIGNATURE_ALGORITHM_X509.
-	CertificateChain [][]byte `protobuf:"bytes,4,rep,name=certificate_chain,json=certificateChain,proto3" json:"certificate_chain,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// KeyId names the signing key in the signer state's directory entry.
+	KeyId         string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Value         []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Signature) Reset() {
@@ -680,13 +691,6 @@ func (x *Signature) GetKeyId() string {
 func (x *Signature) GetValue() []byte {
 	if x != nil {
 		return x.Value
-	}
-	return nil
-}
-
-func (x *Signature) GetCertificateChain() [][]byte {
-	if x != nil {
-		return x.CertificateChain
 	}
 	return nil
 }
@@ -754,24 +758,95 @@ func (x *Envelope) GetSignature() *Signature {
 	return nil
 }
 
-// ReceiptBody is what a recipient's node attests.
-type ReceiptBody struct {
+// ReceiptEntry is what a recipient's node attests about one envelope: a leaf
+// of the tree whose root a ReceiptBody signs.
+type ReceiptEntry struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	EnvelopeId string                 `protobuf:"bytes,1,opt,name=envelope_id,json=envelopeId,proto3" json:"envelope_id,omitempty"`
 	// EnvelopeDigest is SHA-256 over the envelope's signed bytes.
-	EnvelopeDigest []byte                 `protobuf:"bytes,2,opt,name=envelope_digest,json=envelopeDigest,proto3" json:"envelope_digest,omitempty"`
+	EnvelopeDigest []byte          `protobuf:"bytes,2,opt,name=envelope_digest,json=envelopeDigest,proto3" json:"envelope_digest,omitempty"`
+	Outcome        DeliveryOutcome `protobuf:"varint,3,opt,name=outcome,proto3,enum=pocnet.v1.DeliveryOutcome" json:"outcome,omitempty"`
+	// Reason says why the recipient's policy rejected the envelope.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiptEntry) Reset() {
+	*x = ReceiptEntry{}
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiptEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiptEntry) ProtoMessage() {}
+
+func (x *ReceiptEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiptEntry.ProtoReflect.Descriptor instead.
+func (*ReceiptEntry) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReceiptEntry) GetEnvelopeId() string {
+	if x != nil {
+		return x.EnvelopeId
+	}
+	return ""
+}
+
+func (x *ReceiptEntry) GetEnvelopeDigest() []byte {
+	if x != nil {
+		return x.EnvelopeDigest
+	}
+	return nil
+}
+
+func (x *ReceiptEntry) GetOutcome() DeliveryOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return DeliveryOutcome_DELIVERY_OUTCOME_UNSPECIFIED
+}
+
+func (x *ReceiptEntry) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReceiptBody is what a recipient's node signs once for every envelope it
+// stored in one delivery: the root of a Merkle tree (RFC 9162, SHA-256) over
+// the serialized ReceiptEntry of each envelope.
+type ReceiptBody struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
 	FromState      string                 `protobuf:"bytes,3,opt,name=from_state,json=fromState,proto3" json:"from_state,omitempty"`
 	RecipientState string                 `protobuf:"bytes,4,opt,name=recipient_state,json=recipientState,proto3" json:"recipient_state,omitempty"`
-	Outcome        DeliveryOutcome        `protobuf:"varint,5,opt,name=outcome,proto3,enum=pocnet.v1.DeliveryOutcome" json:"outcome,omitempty"`
-	Reason         string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	ReceivedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	TreeRoot       []byte                 `protobuf:"bytes,8,opt,name=tree_root,json=treeRoot,proto3" json:"tree_root,omitempty"`
+	TreeSize       uint32                 `protobuf:"varint,9,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ReceiptBody) Reset() {
 	*x = ReceiptBody{}
-	mi := &file_pocnet_v1_envelope_proto_msgTypes[6]
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +858,7 @@ func (x *ReceiptBody) String() string {
 func (*ReceiptBody) ProtoMessage() {}
 
 func (x *ReceiptBody) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_envelope_proto_msgTypes[6]
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,21 +871,7 @@ func (x *ReceiptBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptBody.ProtoReflect.Descriptor instead.
 func (*ReceiptBody) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{6}
-}
-
-func (x *ReceiptBody) GetEnvelopeId() string {
-	if x != nil {
-		return x.EnvelopeId
-	}
-	return ""
-}
-
-func (x *ReceiptBody) GetEnvelopeDigest() []byte {
-	if x != nil {
-		return x.EnvelopeDigest
-	}
-	return nil
+	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReceiptBody) GetFromState() string {
@@ -827,20 +888,6 @@ func (x *ReceiptBody) GetRecipientState() string {
 	return ""
 }
 
-func (x *ReceiptBody) GetOutcome() DeliveryOutcome {
-	if x != nil {
-		return x.Outcome
-	}
-	return DeliveryOutcome_DELIVERY_OUTCOME_UNSPECIFIED
-}
-
-func (x *ReceiptBody) GetReason() string {
-	if x != nil {
-		return x.Reason
-	}
-	return ""
-}
-
 func (x *ReceiptBody) GetReceivedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ReceivedAt
@@ -848,20 +895,41 @@ func (x *ReceiptBody) GetReceivedAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// Receipt is a transport receipt signed by the recipient's node. It is
-// technical and automatic; it is never an answer.
+func (x *ReceiptBody) GetTreeRoot() []byte {
+	if x != nil {
+		return x.TreeRoot
+	}
+	return nil
+}
+
+func (x *ReceiptBody) GetTreeSize() uint32 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+// Receipt is a transport receipt signed by the recipient's node for one
+// envelope. It is technical and automatic; it is never an answer. It is
+// self-contained: the signed body, this envelope's entry and the inclusion
+// proof of that entry under the body's tree root.
 type Receipt struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Body is a serialized ReceiptBody, signed as bytes.
-	Body          []byte     `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"`
-	Signature     *Signature `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	Body      []byte     `protobuf:"bytes,1,opt,name=body,proto3" json:"body,omitempty"`
+	Signature *Signature `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	// Entry is a serialized ReceiptEntry, a leaf of the body's tree.
+	Entry     []byte `protobuf:"bytes,3,opt,name=entry,proto3" json:"entry,omitempty"`
+	LeafIndex uint32 `protobuf:"varint,4,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	// InclusionPath is the RFC 9162 inclusion proof of the entry.
+	InclusionPath [][]byte `protobuf:"bytes,5,rep,name=inclusion_path,json=inclusionPath,proto3" json:"inclusion_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_pocnet_v1_envelope_proto_msgTypes[7]
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +941,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_envelope_proto_msgTypes[7]
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +954,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{7}
+	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Receipt) GetBody() []byte {
@@ -903,11 +971,32 @@ func (x *Receipt) GetSignature() *Signature {
 	return nil
 }
 
+func (x *Receipt) GetEntry() []byte {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *Receipt) GetLeafIndex() uint32 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *Receipt) GetInclusionPath() [][]byte {
+	if x != nil {
+		return x.InclusionPath
+	}
+	return nil
+}
+
 var File_pocnet_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_pocnet_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x18pocnet/v1/envelope.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\"\xb2\x05\n" +
+	"\x18pocnet/v1/envelope.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\"\xdd\x05\n" +
 	"\x0eEnvelopeHeader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x17.pocnet.v1.EnvelopeTypeR\x04type\x12#\n" +
@@ -930,7 +1019,8 @@ const file_pocnet_v1_envelope_proto_rawDesc = "" +
 	"\x10payload_encoding\x18\x0f \x01(\x0e2\x1a.pocnet.v1.PayloadEncodingR\x0fpayloadEncoding\x12*\n" +
 	"\x11recipient_key_ids\x18\x10 \x03(\tR\x0frecipientKeyIds\x129\n" +
 	"\n" +
-	"respond_by\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\trespondBy\"\xcb\x01\n" +
+	"respond_by\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\trespondBy\x12)\n" +
+	"\x10encapsulated_key\x18\x12 \x01(\fR\x0fencapsulatedKey\"\xcb\x01\n" +
 	"\aPayload\x12@\n" +
 	"\rcommunication\x18\x01 \x01(\v2\x18.pocnet.v1.CommunicationH\x00R\rcommunication\x12F\n" +
 	"\x0facknowledgement\x18\x02 \x01(\v2\x1a.pocnet.v1.AcknowledgementH\x00R\x0facknowledgement\x12.\n" +
@@ -939,30 +1029,36 @@ const file_pocnet_v1_envelope_proto_rawDesc = "" +
 	"\x0fAcknowledgement\x12\x12\n" +
 	"\x04note\x18\x01 \x01(\tR\x04note\"!\n" +
 	"\aDecline\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"\xa2\x01\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x8e\x01\n" +
 	"\tSignature\x12;\n" +
 	"\talgorithm\x18\x01 \x01(\x0e2\x1d.pocnet.v1.SignatureAlgorithmR\talgorithm\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05value\x12+\n" +
-	"\x11certificate_chain\x18\x04 \x03(\fR\x10certificateChain\"p\n" +
+	"\x05value\x18\x03 \x01(\fR\x05valueJ\x04\b\x04\x10\x05R\x11certificate_chain\"p\n" +
 	"\bEnvelope\x12\x16\n" +
 	"\x06header\x18\x01 \x01(\fR\x06header\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x122\n" +
-	"\tsignature\x18\x03 \x01(\v2\x14.pocnet.v1.SignatureR\tsignature\"\xaa\x02\n" +
-	"\vReceiptBody\x12\x1f\n" +
+	"\tsignature\x18\x03 \x01(\v2\x14.pocnet.v1.SignatureR\tsignature\"\xa6\x01\n" +
+	"\fReceiptEntry\x12\x1f\n" +
 	"\venvelope_id\x18\x01 \x01(\tR\n" +
 	"envelopeId\x12'\n" +
-	"\x0fenvelope_digest\x18\x02 \x01(\fR\x0eenvelopeDigest\x12\x1d\n" +
+	"\x0fenvelope_digest\x18\x02 \x01(\fR\x0eenvelopeDigest\x124\n" +
+	"\aoutcome\x18\x03 \x01(\x0e2\x1a.pocnet.v1.DeliveryOutcomeR\aoutcome\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x93\x02\n" +
+	"\vReceiptBody\x12\x1d\n" +
 	"\n" +
 	"from_state\x18\x03 \x01(\tR\tfromState\x12'\n" +
-	"\x0frecipient_state\x18\x04 \x01(\tR\x0erecipientState\x124\n" +
-	"\aoutcome\x18\x05 \x01(\x0e2\x1a.pocnet.v1.DeliveryOutcomeR\aoutcome\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\x12;\n" +
+	"\x0frecipient_state\x18\x04 \x01(\tR\x0erecipientState\x12;\n" +
 	"\vreceived_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"Q\n" +
+	"receivedAt\x12\x1b\n" +
+	"\ttree_root\x18\b \x01(\fR\btreeRoot\x12\x1b\n" +
+	"\ttree_size\x18\t \x01(\rR\btreeSizeJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x05\x10\x06J\x04\b\x06\x10\aR\venvelope_idR\x0fenvelope_digestR\aoutcomeR\x06reason\"\xad\x01\n" +
 	"\aReceipt\x12\x12\n" +
 	"\x04body\x18\x01 \x01(\fR\x04body\x122\n" +
-	"\tsignature\x18\x02 \x01(\v2\x14.pocnet.v1.SignatureR\tsignature*\xa8\x01\n" +
+	"\tsignature\x18\x02 \x01(\v2\x14.pocnet.v1.SignatureR\tsignature\x12\x14\n" +
+	"\x05entry\x18\x03 \x01(\fR\x05entry\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x04 \x01(\rR\tleafIndex\x12%\n" +
+	"\x0einclusion_path\x18\x05 \x03(\fR\rinclusionPath*\xa8\x01\n" +
 	"\fEnvelopeType\x12\x1d\n" +
 	"\x19ENVELOPE_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bENVELOPE_TYPE_COMMUNICATION\x10\x01\x12!\n" +
@@ -972,11 +1068,10 @@ const file_pocnet_v1_envelope_proto_rawDesc = "" +
 	"\x0fPayloadEncoding\x12 \n" +
 	"\x1cPAYLOAD_ENCODING_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16PAYLOAD_ENCODING_PROTO\x10\x01\x12\x19\n" +
-	"\x15PAYLOAD_ENCODING_HPKE\x10\x02*x\n" +
+	"\x15PAYLOAD_ENCODING_HPKE\x10\x02*z\n" +
 	"\x12SignatureAlgorithm\x12#\n" +
-	"\x1fSIGNATURE_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1c\n" +
-	"\x18SIGNATURE_ALGORITHM_X509\x10\x01\x12\x1f\n" +
-	"\x1bSIGNATURE_ALGORITHM_ED25519\x10\x02*r\n" +
+	"\x1fSIGNATURE_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bSIGNATURE_ALGORITHM_ED25519\x10\x02\"\x04\b\x01\x10\x01*\x18SIGNATURE_ALGORITHM_X509*r\n" +
 	"\x0fDeliveryOutcome\x12 \n" +
 	"\x1cDELIVERY_OUTCOME_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aDELIVERY_OUTCOME_DELIVERED\x10\x01\x12\x1d\n" +
@@ -995,7 +1090,7 @@ func file_pocnet_v1_envelope_proto_rawDescGZIP() []byte {
 }
 
 var file_pocnet_v1_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_pocnet_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_pocnet_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_pocnet_v1_envelope_proto_goTypes = []any{
 	(EnvelopeType)(0),             // 0: pocnet.v1.EnvelopeType
 	(PayloadEncoding)(0),          // 1: pocnet.v1.PayloadEncoding
@@ -1007,28 +1102,29 @@ var file_pocnet_v1_envelope_proto_goTypes = []any{
 	(*Decline)(nil),               // 7: pocnet.v1.Decline
 	(*Signature)(nil),             // 8: pocnet.v1.Signature
 	(*Envelope)(nil),              // 9: pocnet.v1.Envelope
-	(*ReceiptBody)(nil),           // 10: pocnet.v1.ReceiptBody
-	(*Receipt)(nil),               // 11: pocnet.v1.Receipt
-	(Kind)(0),                     // 12: pocnet.v1.Kind
-	(Urgency)(0),                  // 13: pocnet.v1.Urgency
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*Communication)(nil),         // 15: pocnet.v1.Communication
+	(*ReceiptEntry)(nil),          // 10: pocnet.v1.ReceiptEntry
+	(*ReceiptBody)(nil),           // 11: pocnet.v1.ReceiptBody
+	(*Receipt)(nil),               // 12: pocnet.v1.Receipt
+	(Kind)(0),                     // 13: pocnet.v1.Kind
+	(Urgency)(0),                  // 14: pocnet.v1.Urgency
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*Communication)(nil),         // 16: pocnet.v1.Communication
 }
 var file_pocnet_v1_envelope_proto_depIdxs = []int32{
 	0,  // 0: pocnet.v1.EnvelopeHeader.type:type_name -> pocnet.v1.EnvelopeType
-	12, // 1: pocnet.v1.EnvelopeHeader.kind:type_name -> pocnet.v1.Kind
-	13, // 2: pocnet.v1.EnvelopeHeader.urgency:type_name -> pocnet.v1.Urgency
-	14, // 3: pocnet.v1.EnvelopeHeader.created_at:type_name -> google.protobuf.Timestamp
-	14, // 4: pocnet.v1.EnvelopeHeader.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 1: pocnet.v1.EnvelopeHeader.kind:type_name -> pocnet.v1.Kind
+	14, // 2: pocnet.v1.EnvelopeHeader.urgency:type_name -> pocnet.v1.Urgency
+	15, // 3: pocnet.v1.EnvelopeHeader.created_at:type_name -> google.protobuf.Timestamp
+	15, // 4: pocnet.v1.EnvelopeHeader.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 5: pocnet.v1.EnvelopeHeader.payload_encoding:type_name -> pocnet.v1.PayloadEncoding
-	14, // 6: pocnet.v1.EnvelopeHeader.respond_by:type_name -> google.protobuf.Timestamp
-	15, // 7: pocnet.v1.Payload.communication:type_name -> pocnet.v1.Communication
+	15, // 6: pocnet.v1.EnvelopeHeader.respond_by:type_name -> google.protobuf.Timestamp
+	16, // 7: pocnet.v1.Payload.communication:type_name -> pocnet.v1.Communication
 	6,  // 8: pocnet.v1.Payload.acknowledgement:type_name -> pocnet.v1.Acknowledgement
 	7,  // 9: pocnet.v1.Payload.decline:type_name -> pocnet.v1.Decline
 	2,  // 10: pocnet.v1.Signature.algorithm:type_name -> pocnet.v1.SignatureAlgorithm
 	8,  // 11: pocnet.v1.Envelope.signature:type_name -> pocnet.v1.Signature
-	3,  // 12: pocnet.v1.ReceiptBody.outcome:type_name -> pocnet.v1.DeliveryOutcome
-	14, // 13: pocnet.v1.ReceiptBody.received_at:type_name -> google.protobuf.Timestamp
+	3,  // 12: pocnet.v1.ReceiptEntry.outcome:type_name -> pocnet.v1.DeliveryOutcome
+	15, // 13: pocnet.v1.ReceiptBody.received_at:type_name -> google.protobuf.Timestamp
 	8,  // 14: pocnet.v1.Receipt.signature:type_name -> pocnet.v1.Signature
 	15, // [15:15] is the sub-list for method output_type
 	15, // [15:15] is the sub-list for method input_type
@@ -1054,7 +1150,7 @@ func file_pocnet_v1_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pocnet_v1_envelope_proto_rawDesc), len(file_pocnet_v1_envelope_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -48,6 +48,11 @@ type MessageRecord struct {
 	// RequestDigest is SHA-256 over what the client asked for, to tell a
 	// retry (same request id, same content) from a reused request id.
 	RequestDigest []byte `protobuf:"bytes,9,opt,name=request_digest,json=requestDigest,proto3" json:"request_digest,omitempty"`
+	// PayloadKey is the envelope's payload key (see PAYLOAD_ENCODING_HPKE):
+	// both sides keep it to read the payload again and to disclose exactly
+	// this envelope's content in a transcript. The record itself is encrypted
+	// with the node's data key.
+	PayloadKey    []byte `protobuf:"bytes,10,opt,name=payload_key,json=payloadKey,proto3" json:"payload_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -145,6 +150,13 @@ func (x *MessageRecord) GetRequestDigest() []byte {
 	return nil
 }
 
+func (x *MessageRecord) GetPayloadKey() []byte {
+	if x != nil {
+		return x.PayloadKey
+	}
+	return nil
+}
+
 // OutboxEntry is one envelope waiting for delivery.
 type OutboxEntry struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -227,7 +239,7 @@ var File_pocnet_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_pocnet_store_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x1bpocnet/store/v1/store.proto\x12\x0fpocnet.store.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\x1a\x18pocnet/v1/envelope.proto\x1a\x17pocnet/v1/message.proto\"\xf6\x02\n" +
+	"\x1bpocnet/store/v1/store.proto\x12\x0fpocnet.store.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\x1a\x18pocnet/v1/envelope.proto\x1a\x17pocnet/v1/message.proto\"\x97\x03\n" +
 	"\rMessageRecord\x12&\n" +
 	"\x04view\x18\x01 \x01(\v2\x12.pocnet.v1.MessageR\x04view\x12/\n" +
 	"\benvelope\x18\x02 \x01(\v2\x13.pocnet.v1.EnvelopeR\benvelope\x12'\n" +
@@ -238,7 +250,10 @@ const file_pocnet_store_v1_store_proto_rawDesc = "" +
 	"\tresponded\x18\x06 \x01(\bR\tresponded\x12\x1a\n" +
 	"\brejected\x18\a \x01(\bR\brejected\x124\n" +
 	"\x06outbox\x18\b \x01(\v2\x1c.pocnet.store.v1.OutboxEntryR\x06outbox\x12%\n" +
-	"\x0erequest_digest\x18\t \x01(\fR\rrequestDigest\"\xf1\x01\n" +
+	"\x0erequest_digest\x18\t \x01(\fR\rrequestDigest\x12\x1f\n" +
+	"\vpayload_key\x18\n" +
+	" \x01(\fR\n" +
+	"payloadKey\"\xf1\x01\n" +
 	"\vOutboxEntry\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1d\n" +
