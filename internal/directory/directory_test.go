@@ -85,6 +85,32 @@ func TestNewRefusesInvalid(t *testing.T) {
 		{"kind unspecified accepted", func(d *pocnetv1.Directory) {
 			d.Members[0].PointsOfContact[0].AcceptedKinds = []pocnetv1.Kind{pocnetv1.Kind_KIND_UNSPECIFIED}
 		}, "members[0].points_of_contact[0].accepted_kinds[0]: unknown kind 0"},
+		{"no signing key", func(d *pocnetv1.Directory) { d.Members[1].SigningKeys = nil },
+			"members[1].signing_keys: at least one ACTIVE Ed25519 signing key is required"},
+		{"only a revoked signing key", func(d *pocnetv1.Directory) {
+			d.Members[1].SigningKeys[0].Status = pocnetv1.KeyStatus_KEY_STATUS_REVOKED
+		}, "members[1].signing_keys: at least one ACTIVE"},
+		{"signing key of the wrong size", func(d *pocnetv1.Directory) { d.Members[0].SigningKeys[0].PublicKey = make([]byte, 31) },
+			"members[0].signing_keys[0].public_key: 31 bytes"},
+		{"signing key id not derived from the key", func(d *pocnetv1.Directory) {
+			d.Members[0].SigningKeys[0].KeyId = d.Members[1].SigningKeys[0].GetKeyId()
+		}, "members[0].signing_keys[0].key_id: "},
+		{"signing key listed twice", func(d *pocnetv1.Directory) {
+			d.Members[0].SigningKeys = append(d.Members[0].SigningKeys, d.Members[0].SigningKeys[0])
+		}, "members[0].signing_keys[1].key_id: " + f.Directory.Members[0].SigningKeys[0].GetKeyId() + " is listed twice"},
+		{"retired signing key without retired_at", func(d *pocnetv1.Directory) {
+			d.Members[0].SigningKeys[0].Status = pocnetv1.KeyStatus_KEY_STATUS_RETIRED
+		}, "members[0].signing_keys[0].retired_at: required for a RETIRED key"},
+		{"key status unspecified", func(d *pocnetv1.Directory) {
+			d.Members[0].SigningKeys[0].Status = pocnetv1.KeyStatus_KEY_STATUS_UNSPECIFIED
+		}, "members[0].signing_keys[0].status: must be"},
+		{"no encryption key", func(d *pocnetv1.Directory) { d.Members[2].EncryptionKeys = nil },
+			"members[2].encryption_keys: at least one ACTIVE encryption key is required"},
+		{"encryption key garbage", func(d *pocnetv1.Directory) { d.Members[2].EncryptionKeys[0].PublicKey = []byte("not a key") },
+			"members[2].encryption_keys[0].public_key: not an ML-KEM-768+X25519 public key"},
+		{"encryption key id not derived from the key", func(d *pocnetv1.Directory) {
+			d.Members[2].EncryptionKeys[0].KeyId = d.Members[0].EncryptionKeys[0].GetKeyId()
+		}, "members[2].encryption_keys[0].key_id: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -73,7 +73,9 @@ func validateKeys(m *pocnetv1.Member) error {
 		if want := EncryptionKeyID(k.GetPublicKey()); k.GetKeyId() != want {
 			return fmt.Errorf("%s.key_id: %q does not match the key (want %q)", f, k.GetKeyId(), want)
 		}
-		if err := validateStatus(k.GetStatus(), false); err != nil {
+		// An encryption key has no retirement time: retiring it only stops
+		// new sealing, which is not a statement about the past.
+		if err := validateStatus(k.GetStatus(), true); err != nil {
 			return fmt.Errorf("%s%v", f, err)
 		}
 		if seen[k.GetKeyId()] {

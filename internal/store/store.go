@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -66,6 +67,10 @@ func Open(dir string, o Options) (*DB, error) {
 		// less compaction work competing with the commit path for CPU.
 		MemTableSize: 32 << 20,
 	}
+	// Every delivery first looks up envelope ids that are almost always
+	// new; Bloom filters answer most of those misses without reading a
+	// data block.
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	pdb, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %v", ErrStorage, dir, err)
