@@ -129,6 +129,18 @@ func TestUrgentBeforeRoutine(t *testing.T) {
 	tr.set(tr.fail, "XBB", true)
 	w.Enqueue(Item{ID: "r0", Peer: "XBB", Urgency: pocnetv1.Urgency_URGENCY_ROUTINE})
 	next(t, tr.calls) // fails; r0 requeued, backoff an hour
+	// The call is reported before its failure is handled; wait for the
+	// backoff, or HeardFrom below could come first and be undone by it.
+	deadline := time.Now().Add(20 * time.Second)
+	for backedOff := false; !backedOff; {
+		for _, ps := range w.Status() {
+			backedOff = backedOff || (ps.Peer == "XBB" && !ps.NextAttempt.IsZero())
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the failed call never set a backoff")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	w.Enqueue(
 		Item{ID: "r1", Peer: "XBB", Urgency: pocnetv1.Urgency_URGENCY_ROUTINE},
 		Item{ID: "p1", Peer: "XBB", Urgency: pocnetv1.Urgency_URGENCY_PRIORITY},
