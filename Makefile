@@ -55,6 +55,8 @@ demo:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./internal/bench/...
+	@echo "sealing, per envelope (sign + seal at the sender, verify + open at the recipient, receipts):"
+	$(GO) test -run '^$$' -bench . -benchtime 3000x ./internal/envelope/
 
 clean:
 	rm -rf bin _fed _demo

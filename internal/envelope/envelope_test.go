@@ -41,10 +41,14 @@ func newFixture(t testing.TB) *fixture {
 			t.Fatal(err)
 		}
 		f.sealer[s.Code] = envelope.NewSealer(fed.ID, s.Code, nil)
-		id := directory.EncryptionKeyID(s.EncryptionKey.PublicKey().Bytes())
-		f.opener[s.Code] = envelope.NewOpener(fed.ID, s.Code, map[string]hpke.PrivateKey{id: s.EncryptionKey})
+		f.opener[s.Code] = newOpener(f, s.Code)
 	}
 	return f
+}
+
+func newOpener(f *fixture, state string) *envelope.Opener {
+	k := f.fed.State(state).EncryptionKey
+	return envelope.NewOpener(f.fed.ID, state, map[string]hpke.PrivateKey{directory.EncryptionKeyID(k.PublicKey().Bytes()): k})
 }
 
 // build makes an honest envelope from -> to, sealed to to's published key.
