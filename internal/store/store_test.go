@@ -13,13 +13,33 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pocnet/pocnet/internal/datakey"
 	storev1 "github.com/pocnet/pocnet/proto/pocnet/store/v1"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
+// testKeys is the key ring of every test store that does not test keys, so
+// that a store reopened after a crash opens with the same ring.
+var testKeys = newRing()
+
+func newRing(keys ...datakey.Key) *datakey.Ring {
+	if len(keys) == 0 {
+		k, err := datakey.Generate()
+		if err != nil {
+			panic(err)
+		}
+		keys = append(keys, k)
+	}
+	r, err := datakey.NewRing(keys...)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
 func open(t *testing.T, fs vfs.FS) *DB {
 	t.Helper()
-	d, err := Open("db", Options{FS: fs})
+	d, err := Open("db", Options{FS: fs, Keys: testKeys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +305,7 @@ func TestUpdateAfterClose(t *testing.T) {
 }
 
 func BenchmarkUpdateParallel(b *testing.B) {
-	d, err := Open(b.TempDir(), Options{})
+	d, err := Open(b.TempDir(), Options{Keys: testKeys})
 	if err != nil {
 		b.Fatal(err)
 	}
