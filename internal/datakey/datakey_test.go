@@ -211,7 +211,7 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		{"\n\n" + k1.ID().String() + " " + short, "f:3: key " + k1.ID().String() + " is not 32 bytes"},
 		{k1.ID().String() + " !!notbase64!!", "f:1: key " + k1.ID().String() + " is not 32 bytes"},
 		{k2.ID().String() + " " + base64.StdEncoding.EncodeToString(k1.secret[:]), "f:1: key does not match its id " + k2.ID().String()},
-		{line(k1) + "\n" + line(k1), "f:2: key " + k1.ID().String() + " is already on line 1"},
+		{line(k1) + "\n" + line(k1), "f:2: key " + k1.ID().String() + " is already at f:1"},
 	}
 	for _, tt := range tests {
 		_, err := Parse([]byte(tt.data), "f")
@@ -235,6 +235,11 @@ func TestFromEnv(t *testing.T) {
 	r, err := FromEnv(name)
 	if err != nil || r.Current() != k2.ID() || !r.Has(k1.ID()) {
 		t.Fatalf("FromEnv = %v, %v", r, err)
+	}
+	// The key file format works as is, comments included.
+	t.Setenv(name, string(Marshal(r)))
+	if r2, err := FromEnv(name); err != nil || fmt.Sprint(r2.IDs()) != fmt.Sprint(r.IDs()) {
+		t.Fatalf("FromEnv of a key file = %v, %v", r2, err)
 	}
 	t.Setenv(name, line(k1)+";"+k2.ID().String())
 	if _, err := FromEnv(name); err == nil || !strings.Contains(err.Error(), "environment variable "+name+", entry 2") {

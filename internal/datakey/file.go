@@ -95,48 +95,52 @@ func Parse(data []byte, source string) (*Ring, error) {
 }
 
 func parse(data []byte, source string, semicolons bool) (*Ring, error) {
-	var keys []Key
-	seen := map[ID]int{}
-	text := string(data)
-	if semicolons {
-		text = strings.ReplaceAll(text, ";", "\n")
-	}
-	where := func(n int) string {
-		if semicolons {
-			return fmt.Sprintf("%s, entry %d", source, n)
-		}
-		return fmt.Sprintf("%s:%d", source, n)
-	}
-	for i, line := range strings.Split(text, "\n") {
-		n := i + 1
+	// Each entry with where it is, for errors: a line of a file, or the n-th
+	// entry of an environment variable, whose lines ';' may also split.
+	type entry struct{ text, where string }
+	var entries []entry
+	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		fields := strings.Fields(line)
+		if !semicolons {
+			entries = append(entries, entry{line, fmt.Sprintf("%s:%d", source, i+1)})
+			continue
+		}
+		for _, part := range strings.Split(line, ";") {
+			if part = strings.TrimSpace(part); part != "" {
+				entries = append(entries, entry{part, fmt.Sprintf("%s, entry %d", source, len(entries)+1)})
+			}
+		}
+	}
+	var keys []Key
+	seen := map[ID]string{}
+	for _, e := range entries {
+		fields := strings.Fields(e.text)
 		if len(fields) != 2 {
-			// The line is not quoted back: it may hold key bytes.
-			return nil, fmt.Errorf("datakey: %s: want \"<id> <base64 key>\", found %d fields", where(n), len(fields))
+			// The entry is not quoted back: it may hold key bytes.
+			return nil, fmt.Errorf("datakey: %s: want \"<id> <base64 key>\", found %d fields", e.where, len(fields))
 		}
 		id, err := ParseID(fields[0])
 		if err != nil {
-			return nil, fmt.Errorf("datakey: %s: key id is not %d hexadecimal digits", where(n), 2*IDLen)
+			return nil, fmt.Errorf("datakey: %s: key id is not %d hexadecimal digits", e.where, 2*IDLen)
 		}
 		raw, err := base64.StdEncoding.DecodeString(fields[1])
 		if err != nil || len(raw) != Size {
-			return nil, fmt.Errorf("datakey: %s: key %s is not %d bytes in standard base64", where(n), id, Size)
+			return nil, fmt.Errorf("datakey: %s: key %s is not %d bytes in standard base64", e.where, id, Size)
 		}
 		var k Key
 		copy(k.secret[:], raw)
 		clear(raw)
 		k.id = idOf(&k.secret)
 		if k.id != id {
-			return nil, fmt.Errorf("datakey: %s: key does not match its id %s (mistyped, or pasted beside the wrong id)", where(n), id)
+			return nil, fmt.Errorf("datakey: %s: key does not match its id %s (mistyped, or pasted beside the wrong id)", e.where, id)
 		}
 		if first, dup := seen[id]; dup {
-			return nil, fmt.Errorf("datakey: %s: key %s is already on line %d", where(n), id, first)
+			return nil, fmt.Errorf("datakey: %s: key %s is already at %s", e.where, id, first)
 		}
-		seen[id] = n
+		seen[id] = e.where
 		keys = append(keys, k)
 	}
 	if len(keys) == 0 {
@@ -149,7 +153,7 @@ func parse(data []byte, source string, semicolons bool) (*Ring, error) {
 func Marshal(r *Ring) []byte {
 	var b bytes.Buffer
 	b.WriteString("# pocnet data keys: \"<id> <base64 key>\", one per line. The LAST key is current:\n")
-	b.WriteString("# it seals new values; the others only open older ones. Delete a key only when\n")
+	b.WriteString("# it seals new values, the others only open older ones. Delete a key only when\n")
 	b.WriteString("# the node reports that no value is sealed under it. Keep this file mode 0600\n")
 	b.WriteString("# and away from the data directory and its backups.\n")
 	for _, k := range r.keys {
