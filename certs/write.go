@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pocnet/pocnet/internal/datakey"
 	"github.com/pocnet/pocnet/internal/directory"
 )
 
@@ -18,6 +19,10 @@ import (
 // federation. Its presence marks a complete federation: Write writes it last
 // and refuses to write into a folder that already has one.
 const DirectoryFile = "directory.json"
+
+// DataKeyFile is the name of a node's data key file, in its node folder
+// beside pocnode.yaml and outside its data folder.
+const DataKeyFile = "data.key"
 
 // File modes. Private keys are readable by their owner only; the folders are
 // closed too, since the directory is visible to participants only.
@@ -35,7 +40,7 @@ var ErrExists = errors.New("a federation already exists there")
 //
 //	dir/directory.json
 //	dir/<STATE>/ca.pem, ca-key.pem
-//	dir/<STATE>/node/node.pem, node-key.pem, pocnode.yaml
+//	dir/<STATE>/node/node.pem, node-key.pem, data.key, pocnode.yaml
 //	dir/<STATE>/operators/<role>-<name>/cert.pem, key.pem, pocctl.yaml
 //
 // Paths inside the YAML files are relative to the file's own folder, so the
@@ -92,11 +97,22 @@ func (f *Federation) writeState(dir string, st *State) error {
 			return err
 		}
 	}
+	// The node's data key is made here rather than in Generate: it belongs
+	// to the node's disk, not to the federation's PKI or directory.
+	dataKey, err := datakey.Generate()
+	if err != nil {
+		return fmt.Errorf("certs: %w", err)
+	}
+	dataKeys, err := datakey.NewRing(dataKey)
+	if err != nil {
+		return fmt.Errorf("certs: %w", err)
+	}
 	files := []file{
 		{filepath.Join(sdir, "ca.pem"), st.CA.CertPEM, publicMode},
 		{filepath.Join(sdir, "ca-key.pem"), st.CA.KeyPEM, keyMode},
 		{filepath.Join(ndir, "node.pem"), st.Node.CertPEM, publicMode},
 		{filepath.Join(ndir, "node-key.pem"), st.Node.KeyPEM, keyMode},
+		{filepath.Join(ndir, DataKeyFile), datakey.Marshal(dataKeys), keyMode},
 		{filepath.Join(ndir, "pocnode.yaml"), nodeConfig(st.Code, endpoint), publicMode},
 	}
 	for _, op := range st.Operators {
@@ -139,6 +155,7 @@ func nodeConfig(state, listen string) []byte {
 	fmt.Fprintf(&b, "state: %s\n", yamlString(state))
 	fmt.Fprintf(&b, "listen: %s\n", yamlString(listen))
 	b.WriteString("data_dir: data\n")
+	b.WriteString("data_key_file: " + DataKeyFile + "\n")
 	b.WriteString("directory: ../../" + DirectoryFile + "\n")
 	b.WriteString("tls:\n  cert: node.pem\n  key: node-key.pem\n")
 	b.WriteString("log:\n  level: info\n  format: console\n")
