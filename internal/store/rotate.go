@@ -117,8 +117,14 @@ func (d *DB) Rewrap(ctx context.Context) (int, error) {
 	for {
 		n, err := d.rewrapPass(ctx)
 		total += n
-		if err != nil || n == 0 {
+		if err != nil {
+			d.log.Warn("rewrap stopped; running it again continues", zap.Int("values", total), zap.Error(err))
 			return total, err
+		}
+		if n == 0 {
+			d.log.Info("every value is sealed under the current data key", zap.Int("resealed", total),
+				zap.Stringer("current", d.keys.Load().Current()))
+			return total, nil
 		}
 	}
 }
@@ -186,7 +192,7 @@ func (d *DB) findStale(from []byte, current datakey.ID) (stale [][]byte, next []
 		}
 		if scanned++; len(stale) == rewrapBatch || scanned == rewrapScan {
 			// The smallest key after k.
-			return stale, append(append([]byte(nil), k...), 0), it.Error()
+			return stale, append(append([]byte(nil), k...), 0), nil
 		}
 		ok = it.Next()
 	}

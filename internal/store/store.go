@@ -116,7 +116,7 @@ func (d *DB) loadIndexKey() ([]byte, error) {
 		defer closer.Close()
 		k, err := d.open(indexKeyKey, v)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("the data keys do not open this store: %w", err)
 		}
 		if len(k) != indexKeyLen {
 			return nil, fmt.Errorf("%w: request index key has %d bytes, want %d", ErrStorage, len(k), indexKeyLen)

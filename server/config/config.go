@@ -28,7 +28,8 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// DataKeyFile is the file of the keys that seal the store's values
 	// (internal/datakey), mode 0600, outside DataDir. When it is empty the
-	// keys are read from the environment variable POCNET_DATA_KEY.
+	// keys are read from the environment variable POCNET_DATA_KEY; setting
+	// both is an error.
 	DataKeyFile string `yaml:"data_key_file"`
 	// Directory is the directory file (protobuf JSON).
 	Directory string `yaml:"directory"`
