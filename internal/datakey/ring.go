@@ -20,7 +20,7 @@ const IDLen = 4
 
 // Overhead is how many bytes Seal adds to a plaintext: version, key ID,
 // nonce and tag.
-const Overhead = headerLen + 12 + 16
+const Overhead = 1 + IDLen + 12 + 16 // 33
 
 const (
 	// versionGCM marks a value sealed with AES-256-GCM and a random 96-bit
