@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pocnet/pocnet/internal/datakey"
 	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/envelope"
 )
@@ -19,6 +20,10 @@ import (
 // federation. Its presence marks a complete federation: Write writes it last
 // and refuses to write into a folder that already has one.
 const DirectoryFile = "directory.json"
+
+// DataKeyFile is the name of a node's data key file, in its node folder
+// beside pocnode.yaml and outside its data folder.
+const DataKeyFile = "data.key"
 
 // File modes. Private keys are readable by their owner only; the folders are
 // closed too, since the directory is visible to participants only.
@@ -37,7 +42,7 @@ var ErrExists = errors.New("a federation already exists there")
 //	dir/directory.json
 //	dir/<STATE>/ca.pem, ca-key.pem
 //	dir/<STATE>/node/node.pem, node-key.pem, signing-key.pem,
-//	                 encryption-key.pem, pocnode.yaml
+//	                 encryption-key.pem, data.key, pocnode.yaml
 //	dir/<STATE>/operators/<role>-<name>/cert.pem, key.pem, pocctl.yaml
 //
 // Paths inside the YAML files are relative to the file's own folder, so the
@@ -102,6 +107,16 @@ func (f *Federation) writeState(dir string, st *State) error {
 	if err != nil {
 		return err
 	}
+	// The node's data key is made here rather than in Generate: it belongs
+	// to the node's disk, not to the federation's PKI or directory.
+	dataKey, err := datakey.Generate()
+	if err != nil {
+		return fmt.Errorf("certs: %w", err)
+	}
+	dataKeys, err := datakey.NewRing(dataKey)
+	if err != nil {
+		return fmt.Errorf("certs: %w", err)
+	}
 	files := []file{
 		{filepath.Join(ndir, "signing-key.pem"), sk, keyMode},
 		{filepath.Join(ndir, "encryption-key.pem"), ek, keyMode},
@@ -109,6 +124,7 @@ func (f *Federation) writeState(dir string, st *State) error {
 		{filepath.Join(sdir, "ca-key.pem"), st.CA.KeyPEM, keyMode},
 		{filepath.Join(ndir, "node.pem"), st.Node.CertPEM, publicMode},
 		{filepath.Join(ndir, "node-key.pem"), st.Node.KeyPEM, keyMode},
+		{filepath.Join(ndir, DataKeyFile), datakey.Marshal(dataKeys), keyMode},
 		{filepath.Join(ndir, "pocnode.yaml"), nodeConfig(st.Code, endpoint), publicMode},
 	}
 	for _, op := range st.Operators {
@@ -151,6 +167,7 @@ func nodeConfig(state, listen string) []byte {
 	fmt.Fprintf(&b, "state: %s\n", yamlString(state))
 	fmt.Fprintf(&b, "listen: %s\n", yamlString(listen))
 	b.WriteString("data_dir: data\n")
+	b.WriteString("data_key_file: " + DataKeyFile + "\n")
 	b.WriteString("directory: ../../" + DirectoryFile + "\n")
 	b.WriteString("tls:\n  cert: node.pem\n  key: node-key.pem\n")
 	b.WriteString("keys:\n  signing: signing-key.pem\n  encryption:\n    - encryption-key.pem\n")

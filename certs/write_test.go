@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pocnet/pocnet/certs"
+	"github.com/pocnet/pocnet/internal/datakey"
 	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/envelope"
 	"github.com/pocnet/pocnet/internal/identity"
@@ -38,6 +39,7 @@ func TestWriteRoundTrip(t *testing.T) {
 		want[s.Code+"/node/node-key.pem"] = 0o600
 		want[s.Code+"/node/signing-key.pem"] = 0o600
 		want[s.Code+"/node/encryption-key.pem"] = 0o600
+		want[s.Code+"/node/data.key"] = 0o600
 		want[s.Code+"/node/pocnode.yaml"] = 0o644
 		want[s.Code+"/operators"] = fs.ModeDir | 0o700
 		for _, op := range s.Operators {
@@ -126,6 +128,7 @@ func TestWriteRoundTrip(t *testing.T) {
 	wantNode := `state: XBB
 listen: 127.0.0.1:7402
 data_dir: data
+data_key_file: data.key
 directory: ../../directory.json
 tls:
   cert: node.pem
@@ -141,6 +144,9 @@ reflection: false
 `
 	if string(nodeYAML) != wantNode {
 		t.Errorf("pocnode.yaml =\n%s\nwant\n%s", nodeYAML, wantNode)
+	}
+	if _, err := datakey.Load(filepath.Join(dir, "XBB", "node", certs.DataKeyFile)); err != nil {
+		t.Errorf("data key file: %v", err)
 	}
 	ctlDir := filepath.Join(dir, "XBB", "operators", "technical-duty-officer")
 	ctlYAML, _ := os.ReadFile(filepath.Join(ctlDir, "pocctl.yaml"))
@@ -267,7 +273,8 @@ func TestConfigsDecode(t *testing.T) {
 			Level  string `yaml:"level"`
 			Format string `yaml:"format"`
 		} `yaml:"log"`
-		Reflection bool `yaml:"reflection"`
+		Reflection  bool   `yaml:"reflection"`
+		DataKeyFile string `yaml:"data_key_file"`
 	}
 	type ctl struct {
 		Address string `yaml:"address"`
@@ -295,7 +302,7 @@ func TestConfigsDecode(t *testing.T) {
 	for _, tt := range tests {
 		var n node
 		decode(filepath.Join(dir, tt.state, "node", "pocnode.yaml"), &n)
-		if n.State != tt.state || n.Listen != tt.listen || n.DataDir != "data" || n.Directory != "../../directory.json" ||
+		if n.State != tt.state || n.Listen != tt.listen || n.DataDir != "data" || n.DataKeyFile != "data.key" || n.Directory != "../../directory.json" ||
 			n.TLS.Cert != "node.pem" || n.TLS.Key != "node-key.pem" || n.Log.Level != "info" || n.Log.Format != "console" || n.Reflection {
 			t.Errorf("%s pocnode.yaml = %+v", tt.state, n)
 		}

@@ -9,6 +9,13 @@
 // nothing it could lose in a crash. Many updates share one fsync (group
 // commit), which is how durability and throughput coexist.
 //
+// Every value is sealed with the node's data key (package datakey) when its
+// batch is built and opened when it is read, so the data directory holds
+// only ciphertext; keys hold no message content (keys.go). The key ring can
+// be replaced while the store runs (SetKeys), and Rewrap moves old values
+// to the new key (rotate.go).
+//
 // This package must never hand out Pebble iterators or values that outlive a
-// call, and must never be written to except through Update.
+// call, must never be written to except through Update, and must never put
+// a value in Pebble unsealed.
 package store

@@ -125,7 +125,7 @@ func VisibleRole(v *pocnetv1.Message) string {
 
 // RequestID returns the message id a client request id was first used for.
 func (t *Tx) RequestID(scope, requestID string) (string, bool, error) {
-	v, ok, err := t.get(requestKey(scope, requestID))
+	v, ok, err := t.get(requestKey(t.db.indexKey, scope, requestID))
 	if err != nil || !ok {
 		return "", false, err
 	}
@@ -144,7 +144,7 @@ func (t *Tx) PutRequestID(scope, requestID, id string) error {
 	if len(scope) > maxScopeLen {
 		return fmt.Errorf("store: request scope longer than %d bytes", maxScopeLen)
 	}
-	t.set(requestKey(scope, requestID), k[:])
+	t.set(requestKey(t.db.indexKey, scope, requestID), k[:])
 	return nil
 }
 
@@ -232,8 +232,12 @@ func get[T any](d *DB, key []byte, decode func([]byte) (T, error)) (T, error) {
 	if err != nil {
 		return zero, fmt.Errorf("%w: %v", ErrStorage, err)
 	}
-	defer closer.Close()
-	return decode(v)
+	p, err := d.open(key, v)
+	closer.Close()
+	if err != nil {
+		return zero, err
+	}
+	return decode(p)
 }
 
 func unmarshalEnvelope(v []byte) (*pocnetv1.Envelope, error) {
@@ -246,14 +250,13 @@ func unmarshalEnvelope(v []byte) (*pocnetv1.Envelope, error) {
 
 // RequestID returns the message id a client request id was first used for.
 func (d *DB) RequestID(scope, requestID string) (string, bool, error) {
-	v, closer, err := d.db.Get(requestKey(scope, requestID))
-	if errors.Is(err, pebble.ErrNotFound) {
+	v, err := get(d, requestKey(d.indexKey, scope, requestID), func(v []byte) ([]byte, error) { return v, nil })
+	if errors.Is(err, ErrNotFound) {
 		return "", false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("%w: %v", ErrStorage, err)
+		return "", false, err
 	}
-	defer closer.Close()
 	if len(v) != idLen {
 		return "", false, fmt.Errorf("%w: malformed request record", ErrStorage)
 	}
@@ -340,8 +343,12 @@ func (d *DB) Events(after uint64, limit int) ([]*pocnetv1.Event, error) {
 	defer it.Close()
 	var out []*pocnetv1.Event
 	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+		v, err := d.open(it.Key(), it.Value())
+		if err != nil {
+			return nil, err
+		}
 		var ev pocnetv1.Event
-		if err := proto.Unmarshal(it.Value(), &ev); err != nil {
+		if err := proto.Unmarshal(v, &ev); err != nil {
 			return nil, fmt.Errorf("%w: event: %v", ErrStorage, err)
 		}
 		out = append(out, &ev)
@@ -361,8 +368,12 @@ func (d *DB) Outbox() ([]*storev1.OutboxEntry, error) {
 	defer it.Close()
 	var out []*storev1.OutboxEntry
 	for ok := it.First(); ok; ok = it.Next() {
+		v, err := d.open(it.Key(), it.Value())
+		if err != nil {
+			return nil, err
+		}
 		var e storev1.OutboxEntry
-		if err := proto.Unmarshal(it.Value(), &e); err != nil {
+		if err := proto.Unmarshal(v, &e); err != nil {
 			return nil, fmt.Errorf("%w: outbox entry: %v", ErrStorage, err)
 		}
 		out = append(out, &e)

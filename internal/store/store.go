@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -12,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pocnet/pocnet/internal/datakey"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
@@ -30,6 +33,9 @@ type Options struct {
 	Logger *zap.Logger
 	// MaxGroup bounds how many updates share one batch; 0 means 512.
 	MaxGroup int
+	// Keys seal every value written and open every value read; required.
+	// SetKeys replaces them while the store runs.
+	Keys *datakey.Ring
 }
 
 // DB is a node's database.
@@ -43,6 +49,12 @@ type DB struct {
 	closeMu  sync.RWMutex
 	closed   bool
 
+	// keys is read by every seal and open and swapped by SetKeys, without
+	// stopping either.
+	keys     atomic.Pointer[datakey.Ring]
+	setKeys  sync.Mutex // serializes SetKeys
+	indexKey []byte     // HMAC key of the request index; set in Open, then read-only
+
 	mu      sync.Mutex
 	lastSeq uint64        // newest committed event seq
 	changed chan struct{} // closed and replaced when events are committed
@@ -53,8 +65,12 @@ type request struct {
 	err chan error
 }
 
-// Open opens (creating if needed) the database in dir.
+// Open opens (creating if needed) the database in dir. It fails if o.Keys
+// cannot open the store's values.
 func Open(dir string, o Options) (*DB, error) {
+	if o.Keys == nil {
+		return nil, errors.New("store: Options.Keys is required: every value is sealed with the node's data key")
+	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
@@ -83,12 +99,66 @@ func Open(dir string, o Options) (*DB, error) {
 		done:     make(chan struct{}),
 		changed:  make(chan struct{}),
 	}
+	d.keys.Store(o.Keys)
 	if d.lastSeq, err = d.readLastSeq(); err != nil {
 		pdb.Close()
 		return nil, err
 	}
 	go d.commitLoop()
+	if d.indexKey, err = d.loadIndexKey(); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
 	return d, nil
+}
+
+// loadIndexKey reads the request index's HMAC key, making it if the store
+// is new. Being sealed like every value, it also proves at start that the
+// key ring fits this store: a wrong key fails here, not at the first read.
+func (d *DB) loadIndexKey() ([]byte, error) {
+	v, closer, err := d.db.Get(indexKeyKey)
+	if err == nil {
+		defer closer.Close()
+		k, err := d.open(indexKeyKey, v)
+		if err != nil {
+			return nil, fmt.Errorf("the data keys do not open this store: %w", err)
+		}
+		if len(k) != indexKeyLen {
+			return nil, fmt.Errorf("%w: request index key has %d bytes, want %d", ErrStorage, len(k), indexKeyLen)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	it, err := d.db.NewIter(nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	empty := !it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+	}
+	if !empty {
+		// Its values were written in clear, before this store sealed them.
+		return nil, fmt.Errorf("%w: the store has data but no request index key: it was written without encryption at rest and cannot be opened", ErrStorage)
+	}
+	k := make([]byte, indexKeyLen)
+	rand.Read(k)
+	err = d.Update(context.Background(), func(tx *Tx) error {
+		tx.set(indexKeyKey, k)
+		return nil
+	})
+	return k, err
+}
+
+// open checks and decrypts the value v read under key.
+func (d *DB) open(key, v []byte) ([]byte, error) {
+	p, err := d.keys.Load().Open(v, key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: value of key %s: %w", ErrStorage, keyName(key), err)
+	}
+	return p, nil
 }
 
 func (d *DB) readLastSeq() (uint64, error) {
@@ -210,13 +280,23 @@ func (d *DB) commitGroup(group []*request) {
 	}
 }
 
+// addToBatch seals and adds an update's writes to b. Sealing happens here,
+// and only here, so that nothing reaches Pebble in clear: the Tx keeps
+// plaintext for the reads of later updates of the same group.
 func (d *DB) addToBatch(b *pebble.Batch, tx *Tx, seq *uint64) error {
+	keys := d.keys.Load()
 	for _, o := range tx.ops {
 		var err error
-		if o.del {
+		switch {
+		case o.del:
 			err = b.Delete(o.key, nil)
-		} else {
-			err = b.Set(o.key, o.value, nil)
+		case sealed(o.key):
+			err = b.Set(o.key, keys.Seal(o.value, o.key), nil)
+		case len(o.value) != 0:
+			// An index value is never sealed, so it must hold nothing.
+			return fmt.Errorf("store: value under index key %s would be stored in clear", keyName(o.key))
+		default:
+			err = b.Set(o.key, nil, nil)
 		}
 		if err != nil {
 			return fmt.Errorf("%w: batch: %v", ErrStorage, err)
@@ -229,7 +309,8 @@ func (d *DB) addToBatch(b *pebble.Batch, tx *Tx, seq *uint64) error {
 		if err != nil {
 			return fmt.Errorf("store: event: %w", err)
 		}
-		if err := b.Set(eventKey(*seq), v, nil); err != nil {
+		k := eventKey(*seq)
+		if err := b.Set(k, keys.Seal(v, k), nil); err != nil {
 			return fmt.Errorf("%w: batch: %v", ErrStorage, err)
 		}
 	}
@@ -292,8 +373,15 @@ func (t *Tx) get(key []byte) ([]byte, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: get: %v", ErrStorage, err)
 	}
-	out := append([]byte(nil), v...)
-	return out, true, closer.Close()
+	defer closer.Close()
+	if !sealed(key) {
+		return nil, true, nil
+	}
+	out, err := t.db.open(key, v)
+	if err != nil {
+		return nil, false, err
+	}
+	return out, true, nil
 }
 
 func (t *Tx) set(key, value []byte) {

@@ -12,15 +12,35 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pocnet/pocnet/internal/datakey"
 	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/envelope"
 	storev1 "github.com/pocnet/pocnet/proto/pocnet/store/v1"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
+// testKeys is the key ring of every test store that does not test keys, so
+// that a store reopened after a crash opens with the same ring.
+var testKeys = newRing()
+
+func newRing(keys ...datakey.Key) *datakey.Ring {
+	if len(keys) == 0 {
+		k, err := datakey.Generate()
+		if err != nil {
+			panic(err)
+		}
+		keys = append(keys, k)
+	}
+	r, err := datakey.NewRing(keys...)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
 func open(t *testing.T, fs vfs.FS) *DB {
 	t.Helper()
-	d, err := Open("db", Options{FS: fs})
+	d, err := Open("db", Options{FS: fs, Keys: testKeys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +306,7 @@ func TestUpdateAfterClose(t *testing.T) {
 }
 
 func BenchmarkUpdateParallel(b *testing.B) {
-	d, err := Open(b.TempDir(), Options{})
+	d, err := Open(b.TempDir(), Options{Keys: testKeys})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -313,7 +333,7 @@ func TestStatusUpdateKeepsEnvelopeAndContent(t *testing.T) {
 	defer d.Close()
 	id := uuid.Must(uuid.NewV7()).String()
 	comm := &pocnetv1.Communication{Subject: "kept", Language: "en"}
-	env, key := sealed(t, id, comm)
+	env, key := sealedEnvelope(t, id, comm)
 	rec := &storev1.MessageRecord{
 		View:       &pocnetv1.Message{Id: id, ThreadId: id, Type: pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION, Communication: comm, Status: pocnetv1.Status_STATUS_ACCEPTED},
 		Envelope:   env,
@@ -344,9 +364,9 @@ func TestStatusUpdateKeepsEnvelopeAndContent(t *testing.T) {
 	}
 }
 
-// sealed builds a real sealed envelope carrying comm, as a node stores it,
+// sealedEnvelope builds a real sealed envelope carrying comm, as a node stores it,
 // and returns it with its payload key.
-func sealed(t *testing.T, id string, comm *pocnetv1.Communication) (*pocnetv1.Envelope, []byte) {
+func sealedEnvelope(t *testing.T, id string, comm *pocnetv1.Communication) (*pocnetv1.Envelope, []byte) {
 	t.Helper()
 	sk, err := envelope.GenerateSigningKey()
 	if err != nil {

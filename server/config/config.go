@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pocnet/pocnet/internal/datakey"
 	"github.com/pocnet/pocnet/internal/identity"
 )
 
@@ -25,6 +26,11 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// DataDir is the Pebble directory.
 	DataDir string `yaml:"data_dir"`
+	// DataKeyFile is the file of the keys that seal the store's values
+	// (internal/datakey), mode 0600, outside DataDir. When it is empty the
+	// keys are read from the environment variable POCNET_DATA_KEY; setting
+	// both is an error.
+	DataKeyFile string `yaml:"data_key_file"`
 	// Directory is the directory file (protobuf JSON).
 	Directory string `yaml:"directory"`
 	TLS       TLS    `yaml:"tls"`
@@ -83,6 +89,10 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	c.resolve(filepath.Dir(path))
+	// Again on the resolved paths: one may have been absolute, the other not.
+	if err := c.validateDataKeyFile(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
 	return c, nil
 }
 
@@ -147,6 +157,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("keys.encryption[%d]: is empty", i)
 		}
 	}
+	if err := c.validateDataKeyFile(); err != nil {
+		return err
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -169,13 +182,50 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// validateDataKeyFile checks that the data keys have exactly one source and
+// that the key file is not inside the data directory: a key kept with the
+// data it seals, or copied with it into a backup, protects nothing.
+func (c *Config) validateDataKeyFile() error {
+	_, env := os.LookupEnv(datakey.EnvVar)
+	switch {
+	case c.DataKeyFile == "" && !env:
+		return fmt.Errorf("data_key_file: is required, unless the environment variable %s holds the data keys", datakey.EnvVar)
+	case c.DataKeyFile == "":
+		return nil
+	case env:
+		// Two sources could hold different keys: refuse to guess.
+		return fmt.Errorf("data_key_file: is set, and so is the environment variable %s; use one of them", datakey.EnvVar)
+	}
+	if rel, err := filepath.Rel(filepath.Clean(c.DataDir), filepath.Clean(c.DataKeyFile)); err == nil && filepath.IsLocal(rel) {
+		return fmt.Errorf("data_key_file: %s is inside data_dir %s; keep the key away from the data it seals", c.DataKeyFile, c.DataDir)
+	}
+	return nil
+}
+
+// DataKeys loads the key ring that seals the store's values, from
+// DataKeyFile or else from the environment variable POCNET_DATA_KEY.
+func (c *Config) DataKeys() (*datakey.Ring, error) {
+	if c.DataKeyFile == "" {
+		r, err := datakey.FromEnv(datakey.EnvVar)
+		if err != nil {
+			return nil, fmt.Errorf("data_key_file: is empty, so the data keys come from %s: %w", datakey.EnvVar, err)
+		}
+		return r, nil
+	}
+	r, err := datakey.Load(c.DataKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("data_key_file: %w", err)
+	}
+	return r, nil
+}
+
 func (c *Config) resolve(base string) {
-	paths := []*string{&c.DataDir, &c.Directory, &c.TLS.Cert, &c.TLS.Key, &c.Keys.Signing}
+	paths := []*string{&c.DataDir, &c.Directory, &c.TLS.Cert, &c.TLS.Key, &c.DataKeyFile, &c.Keys.Signing}
 	for i := range c.Keys.Encryption {
 		paths = append(paths, &c.Keys.Encryption[i])
 	}
 	for _, p := range paths {
-		if !filepath.IsAbs(*p) {
+		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
 	}

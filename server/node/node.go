@@ -113,13 +113,17 @@ func Start(o Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	keys, err := cfg.DataKeys()
+	if err != nil {
+		return nil, err
+	}
 	lis := o.Listener
 	if lis == nil {
 		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return nil, fmt.Errorf("listen: %w", err)
 		}
 	}
-	db, err := store.Open(cfg.DataDir, store.Options{FS: o.FS, Logger: log.Named("store")})
+	db, err := store.Open(cfg.DataDir, store.Options{FS: o.FS, Logger: log.Named("store"), Keys: keys})
 	if err != nil {
 		lis.Close()
 		return nil, err
