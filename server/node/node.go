@@ -72,7 +72,9 @@ type Node struct {
 	served    chan error
 	stopOnce  sync.Once
 	announce  sync.WaitGroup
+	ctx       context.Context // background work; cancelled by Stop
 	cancel    context.CancelFunc
+	rewrap    sync.Mutex // held while a rewrap runs
 }
 
 // Start opens everything and serves. On error, whatever was opened is
@@ -172,7 +174,7 @@ func Start(o Options) (n *Node, err error) {
 	go func() { n.served <- n.srv.Serve(lis) }()
 
 	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
+	n.ctx, n.cancel = ctx, cancel
 	n.announceTo(ctx, d)
 	log.Info("node started", zap.String("identity", self.String()), zap.String("listen", lis.Addr().String()),
 		zap.Int("members", len(d.States())), zap.Int("queued_for_delivery", queued), zap.Bool("reflection", cfg.Reflection))
@@ -196,6 +198,53 @@ func (n *Node) announceTo(ctx context.Context, d *directory.Directory) {
 			}
 		}(s)
 	}
+}
+
+// ReloadDataKeys reads the data keys again from data_key_file (or the
+// environment) and seals every new value under the current one at once,
+// without a restart; pocnode calls it on SIGHUP. Values still sealed under
+// an older key are then resealed in the background; DataKeyUsage says when
+// an old key seals nothing any more and can be deleted from the key file.
+// A key file that drops a key still in use is refused and changes nothing.
+func (n *Node) ReloadDataKeys() error {
+	r, err := n.cfg.DataKeys()
+	if err != nil {
+		return err
+	}
+	if err := n.db.SetKeys(r); err != nil {
+		return fmt.Errorf("data keys: %w", err)
+	}
+	n.log.Info("data keys reloaded", zap.Stringer("current", r.Current()), zap.Int("keys", len(r.IDs())))
+	n.announce.Add(1)
+	go func() {
+		defer n.announce.Done()
+		// One rewrap at a time; a reload during a rewrap queues one more
+		// pass, which picks up the newest key.
+		n.rewrap.Lock()
+		defer n.rewrap.Unlock()
+		start := time.Now()
+		resealed, err := n.db.Rewrap(n.ctx)
+		if err != nil {
+			n.log.Warn("resealing under the current data key stopped; reload again to resume", zap.Int("resealed", resealed), zap.Error(err))
+			return
+		}
+		n.log.Info("every value is sealed under the current data key", zap.Int("resealed", resealed), zap.Duration("took", time.Since(start)))
+	}()
+	return nil
+}
+
+// DataKeyUsage counts the store's values by the data key they are sealed
+// under.
+func (n *Node) DataKeyUsage() (map[string]int, error) {
+	u, err := n.db.KeyUsage()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(u))
+	for id, c := range u {
+		out[id.String()] = c
+	}
+	return out, nil
 }
 
 // Addr returns the address the node serves on.

@@ -2,7 +2,8 @@
 //
 //	pocnode --config pocnode.yaml
 //
-// It stops gracefully on SIGINT or SIGTERM.
+// It stops gracefully on SIGINT or SIGTERM, and reloads its data keys on
+// SIGHUP.
 package main
 
 import (
@@ -55,16 +56,26 @@ func run() int {
 		return 0
 	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case s := <-sig:
-		log.Info("signal received; stopping", zap.Stringer("signal", s))
-		n.Stop()
-		return 0
-	case err := <-n.Done():
-		log.Error("server stopped", zap.Error(err))
-		n.Stop()
-		return 1
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				// Data key rotation without downtime: add a key to the key
+				// file (it becomes current), then send SIGHUP.
+				if err := n.ReloadDataKeys(); err != nil {
+					log.Error("data keys not reloaded; the node keeps the keys it had", zap.Error(err))
+				}
+				continue
+			}
+			log.Info("signal received; stopping", zap.Stringer("signal", s))
+			n.Stop()
+			return 0
+		case err := <-n.Done():
+			log.Error("server stopped", zap.Error(err))
+			n.Stop()
+			return 1
+		}
 	}
 }
 
