@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/pocnet/pocnet/internal/datakey"
 	"github.com/pocnet/pocnet/server/config"
 	"github.com/pocnet/pocnet/server/node"
 )
@@ -28,6 +29,7 @@ func run() int {
 	fs := flag.NewFlagSet("pocnode", flag.ContinueOnError)
 	path := fs.String("config", "pocnode.yaml", "path of the node's configuration file")
 	check := fs.Bool("check", false, "validate the configuration, directory and certificate, then exit")
+	addKey := fs.Bool("add-data-key", false, "append a new current key to data_key_file, then exit; send SIGHUP to the running node to use it")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -35,6 +37,19 @@ func run() int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pocnode: %v\n", err)
 		return 2
+	}
+	if *addKey {
+		if cfg.DataKeyFile == "" {
+			fmt.Fprintf(os.Stderr, "pocnode: --add-data-key: data_key_file is not set; the keys come from %s, which the node's operator edits\n", datakey.EnvVar)
+			return 2
+		}
+		r, err := datakey.Add(cfg.DataKeyFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pocnode: --add-data-key: %v\n", err)
+			return 1
+		}
+		fmt.Printf("pocnode: data key %s added to %s and now current; send SIGHUP to the running node\n", r.Current(), cfg.DataKeyFile)
+		return 0
 	}
 	log, err := newLogger(cfg.Log)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -27,9 +28,12 @@ func TestDataKeyRotationWithoutDowntime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ring, err := datakey.Add(keyFile)
-	if err != nil {
-		t.Fatal(err)
+	if out, err := exec.Command(pocnodeBin, "--config", f.configPath("XAA"), "--add-data-key").CombinedOutput(); err != nil {
+		t.Fatalf("pocnode --add-data-key: %v\n%s", err, out)
+	}
+	ring, err := datakey.Load(keyFile)
+	if err != nil || ring.Current() == old.Current() || len(ring.IDs()) != 2 {
+		t.Fatalf("after --add-data-key the key file holds %v (%v), want the old key and a new current one", ring, err)
 	}
 	if err := f.procs["XAA"].cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
