@@ -76,6 +76,9 @@ func run() int {
 	if err == nil && !stopped {
 		err = errors.New("not every node stopped cleanly after SIGTERM (see above)")
 	}
+	if err == nil {
+		err = d.checkAtRest()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(d.out, "\nInterrupted: everything the demo started has been stopped.")
