@@ -28,6 +28,9 @@ import (
 //	                                           oldest first. Next-attempt times live in memory: a
 //	                                           restarted node retries everything at once.
 //	'e' seq                                  → Event: the event log, seq starting at 1, resumable
+//	'a' seq                                  → AuditEntry: the hash-chained audit log (package
+//	                                           audit), seq starting at 1, written in the batch of
+//	                                           the transition each record describes; append-only
 //
 // Roles, scopes and request ids never contain 0x00 (validated at the edge).
 const (
@@ -38,6 +41,7 @@ const (
 	nsRequest   = 'r'
 	nsOutbox    = 'o'
 	nsEvent     = 'e'
+	nsAudit     = 'a'
 	idLen       = 16
 	timeLen     = 8
 	seqLen      = 8
