@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
@@ -109,26 +110,41 @@ func (d *DB) AuditHead() (uint64, []byte) {
 // raw bytes in Record, without a hash, so that verification names the
 // damaged record instead of the export failing.
 func (d *DB) Audit(after uint64, limit int) ([]*pocnetv1.AuditEntry, error) {
-	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: auditKey(after + 1), UpperBound: []byte{nsAudit + 1}})
+	out, _, err := d.AuditRange(after, math.MaxUint64, limit)
+	return out, err
+}
+
+// AuditRange is Audit for the entries with after < seq <= through. It also
+// returns the seq under which the last returned entry is stored (after if
+// none), from which to resume: a reader pages by the store's keys, never by
+// what a possibly damaged record says.
+func (d *DB) AuditRange(after, through uint64, limit int) ([]*pocnetv1.AuditEntry, uint64, error) {
+	if after >= through {
+		return nil, after, nil
+	}
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: auditKey(after + 1), UpperBound: prefixEnd(auditKey(through))})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+		return nil, after, fmt.Errorf("%w: %v", ErrStorage, err)
 	}
 	defer it.Close()
 	var out []*pocnetv1.AuditEntry
+	last := after
 	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
-		if len(it.Key()) != 1+seqLen {
-			return nil, fmt.Errorf("%w: malformed audit key %x", ErrStorage, it.Key())
+		k := it.Key()
+		if len(k) != 1+seqLen {
+			return nil, after, fmt.Errorf("%w: malformed audit key %x", ErrStorage, k)
 		}
 		var e pocnetv1.AuditEntry
 		if err := proto.Unmarshal(it.Value(), &e); err != nil {
 			e = pocnetv1.AuditEntry{Record: append([]byte(nil), it.Value()...)}
 		}
 		out = append(out, &e)
+		last = beUint64(k[1:])
 	}
 	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
+		return nil, after, fmt.Errorf("%w: %v", ErrStorage, err)
 	}
-	return out, nil
+	return out, last, nil
 }
 
 // AppendAudit commits audit records that describe no other write (a node

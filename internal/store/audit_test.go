@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -282,7 +283,7 @@ func TestAuditDamagedEntries(t *testing.T) {
 	if !bytes.Equal(entries[1].GetRecord(), []byte{0xff, 0xff, 0xff}) || entries[1].GetHash() != nil {
 		t.Fatalf("damaged entry exported as %v", entries[1])
 	}
-	if _, err := audit.Verify(entries); err == nil || err.Error() != "record 2 altered: not a valid audit record (proto: cannot parse invalid wire-format data)" {
+	if _, err := audit.Verify(entries); err == nil || !strings.HasPrefix(err.Error(), "record 2 altered: not a valid audit record") {
 		t.Fatalf("Verify = %v", err)
 	}
 	if err := d.db.Set(auditKey(3), []byte{0xff}, nil); err != nil {
@@ -310,5 +311,46 @@ func TestAuditRecordIsCopied(t *testing.T) {
 	}
 	if recs := verifyAudit(t, d); len(recs) != 2 {
 		t.Fatalf("%d records", len(recs))
+	}
+}
+
+// TestAuditRangePagesByKey: paging resumes after the last key returned, so
+// that a gap left by a deleted record neither repeats nor skips an entry,
+// and nothing past through is returned.
+func TestAuditRangePagesByKey(t *testing.T) {
+	d := open(t, vfs.NewMem())
+	defer d.Close()
+	for range 6 {
+		if err := d.AppendAudit(context.Background(), &pocnetv1.AuditRecord{Action: pocnetv1.AuditAction_AUDIT_ACTION_ADMIN}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.db.Delete(auditKey(2), nil); err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	after := uint64(0)
+	for {
+		page, last, err := d.AuditRange(after, 5, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			if last != after {
+				t.Fatalf("empty page moved the cursor from %d to %d", after, last)
+			}
+			break
+		}
+		for _, e := range page {
+			r, err := audit.Decode(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seqs = append(seqs, r.GetSeq())
+		}
+		after = last
+	}
+	if fmt.Sprint(seqs) != "[1 3 4 5]" {
+		t.Fatalf("paged seqs %v, want [1 3 4 5]", seqs)
 	}
 }
