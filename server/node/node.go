@@ -28,6 +28,7 @@ import (
 	"github.com/pocnet/pocnet/internal/identity"
 	"github.com/pocnet/pocnet/internal/relay"
 	"github.com/pocnet/pocnet/internal/store"
+	"github.com/pocnet/pocnet/server/auditsvc"
 	"github.com/pocnet/pocnet/server/auth"
 	"github.com/pocnet/pocnet/server/config"
 	"github.com/pocnet/pocnet/server/contactsvc"
@@ -67,6 +68,7 @@ type Node struct {
 	transport *peers.Transport
 	dir       *directory.Source
 	self      identity.ID
+	now       func() time.Time
 	served    chan error
 	stopOnce  sync.Once
 	announce  sync.WaitGroup
@@ -122,12 +124,15 @@ func Start(o Options) (n *Node, err error) {
 		lis.Close()
 		return nil, err
 	}
-	n = &Node{log: log, cfg: cfg, lis: lis, db: db, dir: dir, self: self, served: make(chan error, 1)}
+	n = &Node{log: log, cfg: cfg, lis: lis, db: db, dir: dir, self: self, now: now, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			n.closeAll()
 		}
 	}()
+	if err := n.recordStart(&cert, d); err != nil {
+		return nil, err
+	}
 	ex, err := exchange.New(exchange.Config{State: cfg.State, Directory: dir, Store: db, Signer: signer, Logger: log.Named("exchange"), Now: now})
 	if err != nil {
 		return nil, err
@@ -157,6 +162,7 @@ func Start(o Options) (n *Node, err error) {
 		LastSeq: func() uint64 { s, _ := db.LastSeq(); return s },
 	}))
 	relaysvc.Register(n.srv, relaysvc.New(relaysvc.Config{Exchange: ex, State: cfg.State, HeardFrom: n.worker.HeardFrom, Now: now}))
+	auditsvc.Register(n.srv, auditsvc.New(auditsvc.Config{Log: db, Now: now}))
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.srv, n.health)
 	if cfg.Reflection {
@@ -213,6 +219,7 @@ func (n *Node) Stop() {
 			n.srv.Stop()
 			<-done
 		}
+		n.recordStop()
 		n.closeAll()
 		n.log.Info("node stopped")
 	})
