@@ -33,8 +33,9 @@ type Log interface {
 	AppendAudit(ctx context.Context, recs ...*pocnetv1.AuditRecord) error
 }
 
-// Page sizes of an export: one response carries at most this many entries
-// or, past the first entry, this many bytes.
+// PageEntries and PageBytes bound one response of an export: at most
+// PageEntries entries and, past the first entry, PageBytes bytes, so that a
+// response stays well below gRPC's default message limit.
 const (
 	PageEntries = 256
 	PageBytes   = 1 << 20
