@@ -48,10 +48,11 @@ type Head struct {
 	Hash []byte
 }
 
-// norm returns h with the genesis hash filled in for the empty log.
+// norm returns h with the genesis hash filled in for the empty log (a
+// copy: a caller may keep and change what it is given).
 func (h Head) norm() Head {
 	if h.Seq == 0 && len(h.Hash) == 0 {
-		h.Hash = genesis
+		h.Hash = Genesis()
 	}
 	return h
 }
