@@ -54,7 +54,9 @@ func wrap(op string, err error) error {
 type Client struct {
 	conn *grpc.ClientConn
 	api  pocnetv1.ContactServiceClient
-	id   identity.ID
+	// audit serves the admin's audit calls (audit.go).
+	audit pocnetv1.AuditServiceClient
+	id    identity.ID
 	// retry bounds the retries of Send and Respond on codes.Unavailable.
 	retry backoff
 	// watch is the reconnection backoff of Watch.
@@ -137,6 +139,7 @@ func Dial(ctx context.Context, cfg Config, opts ...grpc.DialOption) (*Client, er
 	}
 	c := newClient(pocnetv1.NewContactServiceClient(conn), id)
 	c.conn = conn
+	c.audit = pocnetv1.NewAuditServiceClient(conn)
 	if _, err := c.api.GetNodeStatus(ctx, &pocnetv1.GetNodeStatusRequest{}); err != nil {
 		conn.Close()
 		switch status.Code(err) {

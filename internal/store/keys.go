@@ -32,6 +32,9 @@ import (
 //	                                           oldest first. Next-attempt times live in memory: a
 //	                                           restarted node retries everything at once.
 //	'e' seq                                  → Event: the event log, seq starting at 1, resumable
+//	'a' seq                                  → AuditEntry: the hash-chained audit log (package
+//	                                           audit), seq starting at 1, written in the batch of
+//	                                           the transition each record describes; append-only
 //
 // Encryption at rest. Every value except the empty values of the two index
 // namespaces ('x', 't') is sealed with the node's current data key
@@ -61,6 +64,7 @@ const (
 	nsRequest   = 'r'
 	nsOutbox    = 'o'
 	nsEvent     = 'e'
+	nsAudit     = 'a'
 	idLen       = 16
 	timeLen     = 8
 	seqLen      = 8

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pocnet/pocnet/internal/audit"
 	"github.com/pocnet/pocnet/internal/datakey"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
@@ -58,6 +59,8 @@ type DB struct {
 	mu      sync.Mutex
 	lastSeq uint64        // newest committed event seq
 	changed chan struct{} // closed and replaced when events are committed
+	// auditHead is the newest committed audit record (audit.go).
+	auditHead audit.Head
 }
 
 type request struct {
@@ -101,6 +104,10 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	d.keys.Store(o.Keys)
 	if d.lastSeq, err = d.readLastSeq(); err != nil {
+		pdb.Close()
+		return nil, err
+	}
+	if d.auditHead, err = d.readAuditHead(); err != nil {
 		pdb.Close()
 		return nil, err
 	}
@@ -240,6 +247,7 @@ func (d *DB) commitGroup(group []*request) {
 	pending := make(map[string]*op)
 	seq := d.lastSeqSnapshot()
 	firstSeq := seq + 1
+	head := d.auditHeadSnapshot()
 	errs := make([]error, len(group))
 	var commitErr error
 	for i, r := range group {
@@ -251,6 +259,10 @@ func (d *DB) commitGroup(group []*request) {
 		// A batch that cannot take a write is broken: fail the whole group
 		// rather than commit part of one update.
 		if err := d.addToBatch(b, tx, &seq); err != nil {
+			commitErr = err
+			break
+		}
+		if err := addAudit(b, d.keys.Load(), tx, &head); err != nil {
 			commitErr = err
 			break
 		}
@@ -271,6 +283,9 @@ func (d *DB) commitGroup(group []*request) {
 		close(d.changed)
 		d.changed = make(chan struct{})
 		d.mu.Unlock()
+	}
+	if commitErr == nil {
+		d.setAuditHead(head)
 	}
 	for i, r := range group {
 		if commitErr != nil {
@@ -355,6 +370,8 @@ type Tx struct {
 	local  map[string]*op
 	ops    []*op
 	events []*pocnetv1.Event
+	// auditRecs are sealed into the chain at commit (audit.go).
+	auditRecs []*pocnetv1.AuditRecord
 }
 
 // get reads key as this update sees it: its own writes, then earlier writes

@@ -2,7 +2,8 @@
 // TLS peer certificate and decides which identities may call which service:
 // nodes of member states call RelayService; operators of the node's own
 // state call ContactService, each acting for a PoC role its state lists (or
-// admin). Handlers read the identity from the context and never look at TLS.
+// admin), and only its admin operators call AuditService. Handlers read the
+// identity from the context and never look at TLS.
 package auth
 
 import (
@@ -24,6 +25,7 @@ import (
 const (
 	relayPrefix   = "/pocnet.v1.RelayService/"
 	contactPrefix = "/pocnet.v1.ContactService/"
+	auditPrefix   = "/pocnet.v1.AuditService/"
 	healthPrefix  = "/grpc.health.v1.Health/"
 )
 
@@ -71,6 +73,12 @@ func (a *Authorizer) authorize(ctx context.Context, method string) (identity.ID,
 			if _, ok := dir.PointOfContact(a.Self.State, id.Role); !ok {
 				return id, status.Errorf(codes.PermissionDenied, "role %q of %s is neither admin nor a point of contact %s lists", id.Role, id, a.Self.State)
 			}
+		}
+	case strings.HasPrefix(method, auditPrefix):
+		// The audit log shows every operator's actions: the node's own
+		// admins read it, no PoC role, no other state, no node.
+		if !id.IsAdmin() || id.State != a.Self.State {
+			return id, status.Errorf(codes.PermissionDenied, "%s is not an admin operator of %s; only admin operators of %s may call AuditService", id, a.Self.State, a.Self.State)
 		}
 	case strings.HasPrefix(method, healthPrefix):
 		// Any verified member node or own operator may check health.

@@ -30,6 +30,7 @@ import (
 	"github.com/pocnet/pocnet/internal/relay"
 	"github.com/pocnet/pocnet/internal/store"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
+	"github.com/pocnet/pocnet/server/auditsvc"
 	"github.com/pocnet/pocnet/server/auth"
 	"github.com/pocnet/pocnet/server/config"
 	"github.com/pocnet/pocnet/server/contactsvc"
@@ -69,6 +70,7 @@ type Node struct {
 	transport *peers.Transport
 	dir       *directory.Source
 	self      identity.ID
+	now       func() time.Time
 	served    chan error
 	stopOnce  sync.Once
 	announce  sync.WaitGroup
@@ -130,12 +132,15 @@ func Start(o Options) (n *Node, err error) {
 		lis.Close()
 		return nil, err
 	}
-	n = &Node{log: log, cfg: cfg, lis: lis, db: db, dir: dir, self: self, served: make(chan error, 1)}
+	n = &Node{log: log, cfg: cfg, lis: lis, db: db, dir: dir, self: self, now: now, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			n.closeAll()
 		}
 	}()
+	if err := n.recordStart(&cert, d); err != nil {
+		return nil, err
+	}
 	ex, err := exchange.New(exchange.Config{State: cfg.State, Directory: dir, Store: db, Signer: signer, Sealer: envelope.NewSealer(d.Federation(), cfg.State, now), Opener: opener, Logger: log.Named("exchange"), Now: now})
 	if err != nil {
 		return nil, err
@@ -165,6 +170,7 @@ func Start(o Options) (n *Node, err error) {
 		LastSeq: func() uint64 { s, _ := db.LastSeq(); return s },
 	}))
 	relaysvc.Register(n.srv, relaysvc.New(relaysvc.Config{Exchange: ex, State: cfg.State, HeardFrom: n.worker.HeardFrom, Now: now}))
+	auditsvc.Register(n.srv, auditsvc.New(auditsvc.Config{Log: db, Now: now}))
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.srv, n.health)
 	if cfg.Reflection {
@@ -268,6 +274,7 @@ func (n *Node) Stop() {
 			n.srv.Stop()
 			<-done
 		}
+		n.recordStop()
 		n.closeAll()
 		n.log.Info("node stopped")
 	})

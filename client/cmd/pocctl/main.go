@@ -3,7 +3,8 @@
 // shows and answers what arrived, and watches events as they happen.
 //
 // Exit codes: 0 success, 1 a failure of the node, network or a file, 2 bad
-// usage (the message names the flag, argument or configuration field).
+// usage (the message names the flag, argument or configuration field), 3 the
+// audit log is broken (audit verify).
 package main
 
 import (

@@ -26,9 +26,10 @@ import (
 
 // Exit codes of pocctl.
 const (
-	ExitOK    = 0
-	ExitError = 1 // the node, the network or a file failed
-	ExitUsage = 2 // bad flags, arguments or configuration
+	ExitOK     = 0
+	ExitError  = 1 // the node, the network or a file failed
+	ExitUsage  = 2 // bad flags, arguments or configuration
+	ExitBroken = 3 // audit verify: the audit log is broken
 )
 
 // Env is what pocctl reads and writes besides its arguments.
@@ -93,6 +94,11 @@ func Run(ctx context.Context, args []string, env Env) int {
 	if err == nil {
 		return ExitOK
 	}
+	var broken brokenError
+	if errors.As(err, &broken) {
+		fmt.Fprintf(env.Stderr, "pocctl: %v\n", broken.err)
+		return ExitBroken
+	}
 	var op opError
 	if errors.As(err, &op) {
 		fmt.Fprintf(env.Stderr, "pocctl: %v\n", op.err)
@@ -142,7 +148,7 @@ configured in a YAML file (address, cert, key, ca).`,
 	root.AddCommand(
 		a.sendCmd(), a.inboxCmd(), a.sentCmd(), a.showCmd(), a.threadCmd(),
 		a.ackCmd(), a.respondCmd(), a.declineCmd(), a.archiveCmd(),
-		a.watchCmd(), a.directoryCmd(), a.policyCmd(), a.statusCmd(),
+		a.watchCmd(), a.directoryCmd(), a.policyCmd(), a.statusCmd(), a.auditCmd(),
 	)
 	return root
 }

@@ -1,0 +1,155 @@
+package node_test
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/pocnet/pocnet/internal/audit"
+	"github.com/pocnet/pocnet/internal/testfed"
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
+)
+
+func auditClient(f *testfed.Federation, state, role string) pocnetv1.AuditServiceClient {
+	return pocnetv1.NewAuditServiceClient(f.Dial(state, &f.Certs.State(state).Operator(role).TLS))
+}
+
+// export reads a whole export stream.
+func export(t *testing.T, c pocnetv1.AuditServiceClient, req *pocnetv1.ExportAuditRequest) ([]*pocnetv1.AuditEntry, error) {
+	t.Helper()
+	stream, err := c.ExportAudit(ctx(t), req)
+	if err != nil {
+		return nil, err
+	}
+	var out []*pocnetv1.AuditEntry
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, resp.GetEntries()...)
+	}
+}
+
+func head(t *testing.T, c pocnetv1.AuditServiceClient) audit.Head {
+	t.Helper()
+	resp, err := c.GetAuditHead(ctx(t), &pocnetv1.GetAuditHeadRequest{})
+	if err != nil {
+		t.Fatalf("GetAuditHead: %v", err)
+	}
+	return audit.Head{Seq: resp.GetSeq(), Hash: resp.GetHash()}
+}
+
+func decode(t *testing.T, entries []*pocnetv1.AuditEntry) []*pocnetv1.AuditRecord {
+	t.Helper()
+	out := make([]*pocnetv1.AuditRecord, len(entries))
+	for i, e := range entries {
+		r, err := audit.Decode(e)
+		if err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// TestAuditServiceAdminOnly: the node's own admin operators read the audit
+// log; PoC roles and nodes (its own included) are refused, and a refused
+// call records nothing.
+func TestAuditServiceAdminOnly(t *testing.T) {
+	f := testfed.Start(t, testfed.Options{})
+	admin := auditClient(f, "XAA", "admin")
+	before := head(t, admin)
+	technical := auditClient(f, "XAA", "technical")
+	peerNode := pocnetv1.NewAuditServiceClient(f.Dial("XAA", &f.Certs.State("XBB").Node.TLS))
+	ownNode := pocnetv1.NewAuditServiceClient(f.Dial("XAA", &f.Certs.State("XAA").Node.TLS))
+	for _, tc := range []struct {
+		name   string
+		client pocnetv1.AuditServiceClient
+	}{{"technical operator", technical}, {"peer node", peerNode}, {"own node", ownNode}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.client.GetAuditHead(ctx(t), &pocnetv1.GetAuditHeadRequest{})
+			wantCode(t, err, "PermissionDenied", "only admin operators of XAA may call AuditService")
+			_, err = export(t, tc.client, &pocnetv1.ExportAuditRequest{})
+			wantCode(t, err, "PermissionDenied", "is not an admin operator of XAA")
+		})
+	}
+	if after := head(t, admin); after.String() != before.String() {
+		t.Fatalf("refused calls changed the head from %v to %v", before, after)
+	}
+}
+
+// TestAuditExportThroughNode exports a real node's log: its start record,
+// each export recorded before it is served, the chain intact across a
+// restart, and the request's bounds.
+func TestAuditExportThroughNode(t *testing.T) {
+	f := testfed.Start(t, testfed.Options{})
+	admin := auditClient(f, "XAA", "admin")
+	adminID := f.Certs.State("XAA").Operator("admin").ID.String()
+	h := head(t, admin)
+	if h.Seq != 1 {
+		t.Fatalf("head of a fresh node: %v, want its start record", h)
+	}
+	entries, err := export(t, admin, &pocnetv1.ExportAuditRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.Verify(entries, audit.Anchor{Head: h, Label: "the node's head"}); err != nil {
+		t.Fatal(err)
+	}
+	recs := decode(t, entries)
+	if len(recs) != 2 {
+		t.Fatalf("%d records, want the start and this export", len(recs))
+	}
+	start, exp := recs[0], recs[1]
+	if start.GetAction() != pocnetv1.AuditAction_AUDIT_ACTION_NODE_STARTED || start.GetActor() != "spiffe://"+f.Certs.ID+"/state/XAA/node" ||
+		!strings.HasPrefix(start.GetDetail(), "certificate sha256:") || !strings.Contains(start.GetDetail(), "directory "+f.Certs.ID+" sha256:") {
+		t.Errorf("start record %v", start)
+	}
+	if exp.GetAction() != pocnetv1.AuditAction_AUDIT_ACTION_EXPORTED || exp.GetActor() != adminID || exp.GetDetail() != "audit log exported after record 0" {
+		t.Errorf("export record %v", exp)
+	}
+
+	f.Restart("XAA")
+	admin = auditClient(f, "XAA", "admin")
+	h = head(t, admin)
+	entries, err = export(t, admin, &pocnetv1.ExportAuditRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.Verify(entries, audit.Anchor{Head: h, Label: "the node's head"}); err != nil {
+		t.Fatalf("after a restart: %v", err)
+	}
+	var actions []string
+	for _, r := range decode(t, entries) {
+		actions = append(actions, strings.TrimPrefix(r.GetAction().String(), "AUDIT_ACTION_"))
+	}
+	if got := strings.Join(actions, " "); got != "NODE_STARTED EXPORTED NODE_STOPPED NODE_STARTED EXPORTED" {
+		t.Fatalf("actions %s", got)
+	}
+
+	// Bounds: from a seq, a limit, and past the head.
+	part, err := export(t, admin, &pocnetv1.ExportAuditRequest{AfterSeq: 2, Limit: 2})
+	if err != nil || len(part) != 2 {
+		t.Fatalf("after 2, limit 2: %d entries, %v", len(part), err)
+	}
+	v := audit.NewVerifier(audit.Head{Seq: 2, Hash: entries[1].GetHash()})
+	for _, e := range part {
+		if err := v.Add(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := v.Finish(); err != nil || got.Seq != 4 {
+		t.Fatalf("partial export ends at %v, %v", got, err)
+	}
+	h = head(t, admin)
+	_, err = export(t, admin, &pocnetv1.ExportAuditRequest{AfterSeq: h.Seq + 1})
+	wantCode(t, err, "InvalidArgument", "after_seq: ")
+	if after := head(t, admin); after.Seq != h.Seq {
+		t.Fatalf("a refused export was recorded: head %v, was %v", after, h)
+	}
+}
