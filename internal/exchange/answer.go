@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -49,12 +50,16 @@ func (s *Service) get(caller identity.ID, id string) (*storev1.MessageRecord, er
 }
 
 // Get returns one message.
-func (s *Service) Get(_ context.Context, caller identity.ID, id string) (*pocnetv1.Message, error) {
+func (s *Service) Get(ctx context.Context, caller identity.ID, id string) (*pocnetv1.Message, error) {
 	rec, err := s.get(caller, id)
 	if err != nil {
 		return nil, err
 	}
-	return s.view(rec, s.now()), nil
+	m := s.view(rec, s.now())
+	if err := s.opened(ctx, caller, []*pocnetv1.Message{m}, "read"); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // List returns a page of messages visible to caller, newest first.
@@ -100,7 +105,7 @@ func (s *Service) List(_ context.Context, caller identity.ID, req *pocnetv1.List
 }
 
 // Thread returns the messages of id's thread that caller may see, in order.
-func (s *Service) Thread(_ context.Context, caller identity.ID, id string) ([]*pocnetv1.Message, error) {
+func (s *Service) Thread(ctx context.Context, caller identity.ID, id string) ([]*pocnetv1.Message, error) {
 	rec, err := s.get(caller, id)
 	if err != nil {
 		return nil, err
@@ -115,6 +120,9 @@ func (s *Service) Thread(_ context.Context, caller identity.ID, id string) ([]*p
 		if !r.GetRejected() && visible(caller, r.GetView()) {
 			out = append(out, s.view(r, now))
 		}
+	}
+	if err := s.opened(ctx, caller, out, "read in its thread"); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -133,7 +141,10 @@ func (s *Service) SetLocalState(ctx context.Context, caller identity.ID, id stri
 		if err != nil {
 			return err
 		}
+		was := rec.GetView().GetLocalState()
 		rec.View.LocalState = st
+		audit(tx, s.now(), pocnetv1.AuditAction_AUDIT_ACTION_LOCAL_STATE_CHANGED, caller.String(), rec.GetView(), rec.GetView().GetFromState(),
+			fmt.Sprintf("%s -> %s", was, st))
 		return tx.PutMessage(rec)
 	})
 	if err != nil {
@@ -228,7 +239,7 @@ func (s *Service) answer(ctx context.Context, caller identity.ID, id string, typ
 		FromState: s.cfg.State, FromRole: pv.GetToRole(), ToState: pv.GetFromState(), ToRole: pv.GetFromRole(),
 		Kind: kind, Urgency: urgency, CreatedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(now.Add(DefaultExpiry)),
 		InReplyTo: pv.GetId(), ThreadId: pv.GetThreadId(), Exercise: exercise,
-		PayloadEncoding: pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_PROTO, RespondBy: respondBy,
+		RespondBy: respondBy,
 	}
 	rec, err := s.outboundRecord(h, p, now)
 	if err != nil {
@@ -272,7 +283,7 @@ func (s *Service) answer(ctx context.Context, caller identity.ID, id string, typ
 		if err := tx.PutMessage(cur); err != nil {
 			return err
 		}
-		return s.putOutbound(tx, rec, now)
+		return s.putOutbound(tx, rec, caller.String(), now)
 	})
 	if err != nil {
 		return nil, s.storageErr(typeName(typ), err)

@@ -282,6 +282,13 @@ func (s *Service) putIncoming(tx *store.Tx, in *incoming, receipt *pocnetv1.Rece
 		return err
 	}
 	if in.reject {
+		audit(tx, now, pocnetv1.AuditAction_AUDIT_ACTION_REJECTED, s.nodeActor(), v, h.GetFromState(),
+			fmt.Sprintf("%s to %s refused by %s's policy: %s", typeName(h.GetType()), h.GetToRole(), s.cfg.State, in.reason))
+	} else {
+		audit(tx, now, pocnetv1.AuditAction_AUDIT_ACTION_RECEIVED, s.nodeActor(), v, h.GetFromState(),
+			fmt.Sprintf("%s from %s/%s to %s", typeName(h.GetType()), h.GetFromState(), h.GetFromRole(), h.GetToRole()))
+	}
+	if in.reject {
 		// Kept for idempotent redelivery only; in no inbox, no event.
 		return nil
 	}
@@ -430,6 +437,11 @@ func (s *Service) finish(ctx context.Context, done []outcome, now time.Time) err
 			if advance(rec.GetView(), o.status, o.reason, now) {
 				tx.AppendEvent(statusEvent(rec.GetView(), now))
 			}
+			detail := "receipt signed by the node of " + o.item.Peer
+			if o.status != pocnetv1.Status_STATUS_DELIVERED {
+				detail = o.reason
+			}
+			audit(tx, now, settledAction(o.status), s.nodeActor(), rec.GetView(), o.item.Peer, detail)
 			if err := tx.PutMessage(rec); err != nil {
 				return err
 			}

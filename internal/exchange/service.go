@@ -198,7 +198,7 @@ func (s *Service) Send(ctx context.Context, caller identity.ID, req *pocnetv1.Se
 		Id: id.String(), Type: pocnetv1.EnvelopeType_ENVELOPE_TYPE_COMMUNICATION, FederationId: dir.Federation(),
 		FromState: s.cfg.State, FromRole: fromRole, ToState: req.GetToState(), ToRole: req.GetToRole(),
 		Kind: comm.GetKind(), Urgency: comm.GetUrgency(), CreatedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(expires),
-		ThreadId: id.String(), Exercise: comm.GetExercise(), PayloadEncoding: pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_PROTO,
+		ThreadId: id.String(), Exercise: comm.GetExercise(),
 		RespondBy: comm.GetRespondBy(),
 	}
 	rec, err := s.outboundRecord(h, &pocnetv1.Payload{Body: &pocnetv1.Payload_Communication{Communication: comm}}, now)
@@ -222,7 +222,7 @@ func (s *Service) Send(ctx context.Context, caller identity.ID, req *pocnetv1.Se
 				return err
 			}
 		}
-		return s.putOutbound(tx, rec, now)
+		return s.putOutbound(tx, rec, caller.String(), now)
 	})
 	if err != nil {
 		return nil, s.storageErr("send", err)
@@ -297,9 +297,9 @@ func (s *Service) outboundRecord(h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload
 	}, nil
 }
 
-// putOutbound writes a new outbound message, its indexes, its outbox entry
-// and its ACCEPTED event, all in the caller's update.
-func (s *Service) putOutbound(tx *store.Tx, rec *storev1.MessageRecord, now time.Time) error {
+// putOutbound writes a new outbound message, its indexes, its outbox entry,
+// its ACCEPTED event and its audit record, all in the caller's update.
+func (s *Service) putOutbound(tx *store.Tx, rec *storev1.MessageRecord, actor string, now time.Time) error {
 	if err := tx.PutMessage(rec); err != nil {
 		return err
 	}
@@ -310,6 +310,9 @@ func (s *Service) putOutbound(tx *store.Tx, rec *storev1.MessageRecord, now time
 		return err
 	}
 	tx.AppendEvent(statusEvent(rec.GetView(), now))
+	v := rec.GetView()
+	audit(tx, now, sentAction(v.GetType()), actor, v, v.GetToState(),
+		fmt.Sprintf("%s %s to %s/%s for %s", typeName(v.GetType()), v.GetCommunication().GetKind(), v.GetToState(), v.GetToRole(), v.GetFromRole()))
 	return nil
 }
 

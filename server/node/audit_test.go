@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -151,5 +152,84 @@ func TestAuditExportThroughNode(t *testing.T) {
 	wantCode(t, err, "InvalidArgument", "after_seq: ")
 	if after := head(t, admin); after.Seq != h.Seq {
 		t.Fatalf("a refused export was recorded: head %v, was %v", after, h)
+	}
+}
+
+// TestAuditRecordsTheExchange: every step of an exchange is in the audit log
+// of the node where it happened, with who did it, in commit order, and each
+// log verifies.
+func TestAuditRecordsTheExchange(t *testing.T) {
+	f := testfed.Start(t, testfed.Options{States: 3})
+	techA, techB := f.Contact("XAA", "technical"), f.Contact("XBB", "technical")
+	m := send(t, techA, "XBB", "technical", rfi("Audited"))
+	waitStatus(t, f.Contact("XAA", "admin"), m.GetId(), pocnetv1.Status_STATUS_DELIVERED)
+	get(t, techB, m.GetId())
+	if _, err := techB.Acknowledge(ctx(t), &pocnetv1.AcknowledgeRequest{Id: m.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, f.Contact("XAA", "admin"), m.GetId(), pocnetv1.Status_STATUS_ACKNOWLEDGED)
+	// Refused by XBB's policy: its technical PoC does not take requests
+	// for consultations (see certs).
+	c := rfi("Consultations please")
+	c.Kind = pocnetv1.Kind_KIND_REQUEST_FOR_CONSULTATIONS
+	r := send(t, f.Contact("XAA", "policy"), "XBB", "technical", c)
+	waitStatus(t, f.Contact("XAA", "admin"), r.GetId(), pocnetv1.Status_STATUS_REJECTED)
+
+	type step struct {
+		action pocnetv1.AuditAction
+		actor  string
+		msg    string
+	}
+	steps := func(state string) []step {
+		t.Helper()
+		admin := auditClient(f, state, "admin")
+		entries, err := export(t, admin, &pocnetv1.ExportAuditRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := audit.Verify(entries, audit.Anchor{Head: head(t, admin), Label: "the node's head"}); err != nil {
+			t.Fatalf("%s audit log: %v", state, err)
+		}
+		var out []step
+		for _, rec := range decode(t, entries) {
+			if rec.GetMessageId() != "" {
+				out = append(out, step{rec.GetAction(), rec.GetActor(), rec.GetMessageId()})
+			}
+		}
+		return out
+	}
+	node := func(s string) string { return "spiffe://" + f.Certs.ID + "/state/" + s + "/node" }
+	opA, opB := "spiffe://"+f.Certs.ID+"/state/XAA/operator/technical/duty-officer", "spiffe://"+f.Certs.ID+"/state/XBB/operator/technical/duty-officer"
+	gotA, gotB := steps("XAA"), steps("XBB")
+	ack := func(got []step) string {
+		for _, s := range got {
+			if s.action == pocnetv1.AuditAction_AUDIT_ACTION_ACKNOWLEDGED || (s.action == pocnetv1.AuditAction_AUDIT_ACTION_RECEIVED && s.msg != m.GetId() && s.msg != r.GetId()) {
+				return s.msg
+			}
+		}
+		return ""
+	}
+	ackID := ack(gotB)
+	wantA := []step{
+		{pocnetv1.AuditAction_AUDIT_ACTION_SENT, opA, m.GetId()},
+		{pocnetv1.AuditAction_AUDIT_ACTION_DELIVERED, node("XAA"), m.GetId()},
+		{pocnetv1.AuditAction_AUDIT_ACTION_RECEIVED, node("XAA"), ackID},
+		{pocnetv1.AuditAction_AUDIT_ACTION_SENT, "spiffe://" + f.Certs.ID + "/state/XAA/operator/policy/desk", r.GetId()},
+		{pocnetv1.AuditAction_AUDIT_ACTION_REJECTED, node("XAA"), r.GetId()},
+	}
+	wantB := []step{
+		{pocnetv1.AuditAction_AUDIT_ACTION_RECEIVED, node("XBB"), m.GetId()},
+		{pocnetv1.AuditAction_AUDIT_ACTION_OPENED, opB, m.GetId()},
+		{pocnetv1.AuditAction_AUDIT_ACTION_ACKNOWLEDGED, opB, ackID},
+		{pocnetv1.AuditAction_AUDIT_ACTION_DELIVERED, node("XBB"), ackID},
+		{pocnetv1.AuditAction_AUDIT_ACTION_REJECTED, node("XBB"), r.GetId()},
+	}
+	for _, c := range []struct {
+		state     string
+		got, want []step
+	}{{"XAA", gotA, wantA}, {"XBB", gotB, wantB}} {
+		if ackID == "" || fmt.Sprint(c.got) != fmt.Sprint(c.want) {
+			t.Errorf("%s audit log:\n got %v\nwant %v", c.state, c.got, c.want)
+		}
 	}
 }
