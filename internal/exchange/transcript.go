@@ -77,9 +77,11 @@ func (s *Service) ExportThread(ctx context.Context, caller identity.ID, id strin
 func (s *Service) build(recs []*storev1.MessageRecord) (*pocnetv1.Transcript, error) {
 	t, err := transcript.Build(recs, s.cfg.State, s.now())
 	if err != nil {
-		// The node's own records of a thread are always whole; this is a
-		// damaged store, which the caller cannot fix.
-		return nil, s.storageErr("export", err)
+		// A node's records of a thread are whole unless its store is
+		// damaged; the caller cannot fix that, but must not get a partial
+		// record as if it were the thread.
+		s.log.Error("thread records do not make a transcript", zap.Error(err))
+		return nil, errorf(ErrFailedPrecondition, "this node's records of the thread do not make a whole transcript (%v); the operator's log has the detail", err)
 	}
 	return t, nil
 }
@@ -162,6 +164,12 @@ func (s *Service) ConsentDisclosure(ctx context.Context, caller identity.ID, b *
 	}
 	c := envelope.SignConsent(s.cfg.Signer, d.Digest, s.cfg.State, s.now(), d.Purpose)
 	out := &pocnetv1.DisclosureBundle{Transcript: b.GetTranscript(), Consents: append(slices.Clone(b.GetConsents()), c)}
+	// The bundle must verify for anyone holding the directory; if it does
+	// not (this node's clock far behind the requester's, say), handing it
+	// out would look like consent and prove nothing.
+	if _, err := transcript.VerifyDisclosure(out, s.cfg.Directory.Directory()); err != nil {
+		return nil, errorf(ErrFailedPrecondition, "the bundle with %s's consent does not verify, so it is not returned: %v", s.cfg.State, err)
+	}
 	s.log.Info("disclosure consented", zap.String("thread", rep.ThreadID), zap.String("requested_by", other),
 		zap.String("purpose", d.Purpose), zap.String("by", caller.String()))
 	return out, nil

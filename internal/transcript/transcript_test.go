@@ -176,7 +176,7 @@ func TestVerifyRejectsDoctoredTranscripts(t *testing.T) {
 		}, 3, "which is no earlier entry"},
 		{"entry repeated", func(_ *testing.T, tr *pocnetv1.Transcript) {
 			tr.Entries = append(tr.Entries, tr.Entries[1])
-		}, 5, "repeats the envelope of entry 2"},
+		}, 5, "repeats the envelope id of entry 2"},
 		{"envelope of another thread", func(_ *testing.T, tr *pocnetv1.Transcript) {
 			m := otherThread[1]
 			tr.Entries[1] = &pocnetv1.TranscriptEntry{Envelope: m.built.Envelope, PayloadKey: m.built.PayloadKey, Receipt: m.receipt}

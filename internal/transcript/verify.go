@@ -13,7 +13,9 @@ import (
 
 // MaxClockSkew is how far apart the clocks of two states' nodes may be
 // before times they sign are found inconsistent (a receipt before the
-// envelope it attests, a consent before the transcript existed).
+// envelope it attests, a consent before the transcript existed). It is the
+// bound a receiving node puts on an envelope's created_at, so that no
+// receipt an honest node signed is ever refused here.
 const MaxClockSkew = 10 * time.Minute
 
 // ErrInvalid matches (errors.Is) every error for a transcript or a disclosure
@@ -172,7 +174,7 @@ func verifyEntry(t *pocnetv1.Transcript, te *pocnetv1.TranscriptEntry, i int, re
 		return nil, fail("header.id %q is not a canonical UUID", id)
 	}
 	if j, dup := byID[id]; dup {
-		return nil, fail("repeats the envelope of entry %d", j+1)
+		return nil, fail("repeats the envelope id of entry %d", j+1)
 	}
 	if h.GetPayloadEncoding() != pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_HPKE {
 		return nil, fail("payload encoding %v: a transcript carries sealed payloads only", h.GetPayloadEncoding())
