@@ -7,8 +7,10 @@
 // state's own CA, and a thin, retry-aware wrapper around the ContactService
 // API: sending and answering communications with request ids that make
 // retries safe, listing and reading messages, and watching the node's event
-// log across disconnections without losing or repeating events. It also
-// translates the API's enums to and from the short names people type.
+// log across disconnections without losing or repeating events; and of the
+// RecordService API: exporting a thread's transcript, and requesting and
+// consenting to its disclosure. It also translates the API's enums to and
+// from the short names people type.
 //
 // It must never trust the system roots or any CA other than the state's own,
 // never create a second message when it retries (every retried Send or

@@ -1,9 +1,10 @@
 // Package auth reads the caller's identity once per call from the verified
 // TLS peer certificate and decides which identities may call which service:
 // nodes of member states call RelayService; operators of the node's own
-// state call ContactService, each acting for a PoC role its state lists (or
-// admin), and only its admin operators call AuditService. Handlers read the
-// identity from the context and never look at TLS.
+// state call ContactService and RecordService, each acting for a PoC role
+// its state lists (or admin); only admins may disclose a thread, and only
+// admins call AuditService. Handlers read the identity from the context and
+// never look at TLS.
 package auth
 
 import (
@@ -62,9 +63,9 @@ func (a *Authorizer) authorize(ctx context.Context, method string) (identity.ID,
 		if _, ok := dir.Member(id.State); !ok {
 			return id, status.Errorf(codes.PermissionDenied, "%s is not a member of the directory", id.State)
 		}
-	case strings.HasPrefix(method, contactPrefix):
+	case strings.HasPrefix(method, contactPrefix), strings.HasPrefix(method, recordPrefix):
 		if id.Kind != identity.KindOperator {
-			return id, status.Errorf(codes.PermissionDenied, "%s is not an operator; only operators of %s may call ContactService", id, a.Self.State)
+			return id, status.Errorf(codes.PermissionDenied, "%s is not an operator; only operators of %s may call %s", id, a.Self.State, service(method))
 		}
 		if id.State != a.Self.State {
 			return id, status.Errorf(codes.PermissionDenied, "%s is an operator of %s; this node serves operators of %s only", id, id.State, a.Self.State)
@@ -73,6 +74,9 @@ func (a *Authorizer) authorize(ctx context.Context, method string) (identity.ID,
 			if _, ok := dir.PointOfContact(a.Self.State, id.Role); !ok {
 				return id, status.Errorf(codes.PermissionDenied, "role %q of %s is neither admin nor a point of contact %s lists", id.Role, id, a.Self.State)
 			}
+		}
+		if adminOnly[method] && !id.IsAdmin() {
+			return id, status.Errorf(codes.PermissionDenied, "%s is not an admin; disclosing a thread is a decision of %s, and only its admin operators may call %s", id, a.Self.State, method)
 		}
 	case strings.HasPrefix(method, auditPrefix):
 		// The audit log shows every operator's actions: the node's own

@@ -35,6 +35,7 @@ import (
 	"github.com/pocnet/pocnet/server/config"
 	"github.com/pocnet/pocnet/server/contactsvc"
 	"github.com/pocnet/pocnet/server/peers"
+	"github.com/pocnet/pocnet/server/recordsvc"
 	"github.com/pocnet/pocnet/server/relaysvc"
 )
 
@@ -169,6 +170,7 @@ func Start(o Options) (n *Node, err error) {
 		Exchange: ex, Directory: dir, Peers: n.worker.Status, Federation: d.Federation(), State: cfg.State,
 		LastSeq: func() uint64 { s, _ := db.LastSeq(); return s },
 	}))
+	recordsvc.Register(n.srv, recordsvc.New(recordsvc.Config{Exchange: ex}))
 	relaysvc.Register(n.srv, relaysvc.New(relaysvc.Config{Exchange: ex, State: cfg.State, HeardFrom: n.worker.HeardFrom, Now: now}))
 	auditsvc.Register(n.srv, auditsvc.New(auditsvc.Config{Log: db, Now: now}))
 	n.health = health.NewServer()

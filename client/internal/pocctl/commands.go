@@ -115,7 +115,7 @@ func (a *app) showCmd() *cobra.Command {
 }
 
 func (a *app) threadCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "thread ID",
 		Short: "Show the whole thread of a message as a conversation, oldest first",
 		Args:  exactArgs("ID"),
@@ -132,6 +132,8 @@ func (a *app) threadCmd() *cobra.Command {
 			})
 		}),
 	}
+	cmd.AddCommand(a.threadExportCmd(), a.threadVerifyCmd())
+	return cmd
 }
 
 func (a *app) ackCmd() *cobra.Command {

@@ -149,6 +149,7 @@ configured in a YAML file (address, cert, key, ca).`,
 		a.sendCmd(), a.inboxCmd(), a.sentCmd(), a.showCmd(), a.threadCmd(),
 		a.ackCmd(), a.respondCmd(), a.declineCmd(), a.archiveCmd(),
 		a.watchCmd(), a.directoryCmd(), a.policyCmd(), a.statusCmd(), a.auditCmd(),
+		a.disclosureCmd(),
 	)
 	return root
 }
