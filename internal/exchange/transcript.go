@@ -70,6 +70,9 @@ func (s *Service) ExportThread(ctx context.Context, caller identity.ID, id strin
 	if err != nil {
 		return nil, err
 	}
+	if err := s.recordExport(ctx, caller, t.GetThreadId(), fmt.Sprintf("transcript of %d envelopes exported", len(t.GetEntries()))); err != nil {
+		return nil, err
+	}
 	s.log.Info("thread exported", zap.String("thread", t.GetThreadId()), zap.Int("entries", len(t.GetEntries())), zap.String("by", caller.String()))
 	return t, nil
 }
@@ -116,6 +119,9 @@ func (s *Service) RequestDisclosure(ctx context.Context, caller identity.ID, id,
 		return nil, s.storageErr("disclosure", err)
 	}
 	c := envelope.SignConsent(s.cfg.Signer, transcript.Digest(raw), s.cfg.State, s.now(), purpose)
+	if err := s.recordExport(ctx, caller, t.GetThreadId(), "disclosure requested, consent of "+s.cfg.State+" signed for: "+purpose); err != nil {
+		return nil, err
+	}
 	s.log.Info("disclosure requested", zap.String("thread", t.GetThreadId()), zap.String("purpose", purpose), zap.String("by", caller.String()))
 	return &pocnetv1.DisclosureBundle{Transcript: raw, Consents: []*pocnetv1.Consent{c}}, nil
 }
@@ -169,6 +175,9 @@ func (s *Service) ConsentDisclosure(ctx context.Context, caller identity.ID, b *
 	// out would look like consent and prove nothing.
 	if _, err := transcript.VerifyDisclosure(out, s.cfg.Directory.Directory()); err != nil {
 		return nil, errorf(ErrFailedPrecondition, "the bundle with %s's consent does not verify, so it is not returned: %v", s.cfg.State, err)
+	}
+	if err := s.recordExport(ctx, caller, rep.ThreadID, "disclosure requested by "+other+", consent of "+s.cfg.State+" signed for: "+d.Purpose); err != nil {
+		return nil, err
 	}
 	s.log.Info("disclosure consented", zap.String("thread", rep.ThreadID), zap.String("requested_by", other),
 		zap.String("purpose", d.Purpose), zap.String("by", caller.String()))
@@ -228,4 +237,18 @@ func validPurpose(p string) error {
 		return fieldErr("purpose", "is required: say for what, and for whom, the thread is to be disclosed")
 	}
 	return validText("purpose", p, transcript.MaxPurpose, true)
+}
+
+// recordExport puts a thread leaving the node (a transcript, a consent) in
+// the audit log before it is handed out: nothing leaves without a trace.
+func (s *Service) recordExport(ctx context.Context, caller identity.ID, threadID, detail string) error {
+	now := s.now()
+	err := s.cfg.Store.Update(ctx, func(tx *store.Tx) error {
+		audit(tx, now, pocnetv1.AuditAction_AUDIT_ACTION_EXPORTED, caller.String(), &pocnetv1.Message{Id: threadID}, "", detail)
+		return nil
+	})
+	if err != nil {
+		return s.storageErr("record export", err)
+	}
+	return nil
 }

@@ -155,9 +155,9 @@ func TestAuditExportThroughNode(t *testing.T) {
 	}
 }
 
-// TestAuditRecordsTheExchange: every step of an exchange is in the audit log
-// of the node where it happened, with who did it, in commit order, and each
-// log verifies.
+// TestAuditRecordsTheExchange: every step of an exchange, and the export of
+// its transcript, is in the audit log of the node where it happened, with
+// who did it, in commit order, and each log verifies.
 func TestAuditRecordsTheExchange(t *testing.T) {
 	f := testfed.Start(t, testfed.Options{States: 3})
 	techA, techB := f.Contact("XAA", "technical"), f.Contact("XBB", "technical")
@@ -174,6 +174,7 @@ func TestAuditRecordsTheExchange(t *testing.T) {
 	c.Kind = pocnetv1.Kind_KIND_REQUEST_FOR_CONSULTATIONS
 	r := send(t, f.Contact("XAA", "policy"), "XBB", "technical", c)
 	waitStatus(t, f.Contact("XAA", "admin"), r.GetId(), pocnetv1.Status_STATUS_REJECTED)
+	exportThread(t, records(f, "XAA", "technical"), m.GetId())
 
 	type step struct {
 		action pocnetv1.AuditAction
@@ -216,6 +217,7 @@ func TestAuditRecordsTheExchange(t *testing.T) {
 		{pocnetv1.AuditAction_AUDIT_ACTION_RECEIVED, node("XAA"), ackID},
 		{pocnetv1.AuditAction_AUDIT_ACTION_SENT, "spiffe://" + f.Certs.ID + "/state/XAA/operator/policy/desk", r.GetId()},
 		{pocnetv1.AuditAction_AUDIT_ACTION_REJECTED, node("XAA"), r.GetId()},
+		{pocnetv1.AuditAction_AUDIT_ACTION_EXPORTED, opA, m.GetId()},
 	}
 	wantB := []step{
 		{pocnetv1.AuditAction_AUDIT_ACTION_RECEIVED, node("XBB"), m.GetId()},
