@@ -117,9 +117,13 @@ func (s *Service) check(peer identity.ID, env *pocnetv1.Envelope, now time.Time)
 	// A retry of an envelope already stored gets its receipt back even when
 	// it has expired since: delivery happened in time.
 	if prev, err := s.cfg.Store.Message(id); err == nil {
-		if res := redelivery(prev, id, opened.Digest); res != nil {
+		if res := redelivery(prev, id, opened.Digest); res.GetRefusal() != nil {
 			return nil, res
 		}
+		// The stored receipt is handed out from the commit order
+		// (storeIncoming), after the next sync: a record can be readable a
+		// moment before it is durable, and a receipt must never be.
+		return &incoming{env: env, opened: opened}, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE, "the recipient node could not read its store; retry later")
 	}

@@ -56,6 +56,11 @@ type DB struct {
 	setKeys  sync.Mutex // serializes SetKeys
 	indexKey []byte     // HMAC key of the request index; set in Open, then read-only
 
+	// nextSeq and nextHead are the newest event seq and audit head applied
+	// to Pebble, owned by the commit goroutine.
+	nextSeq  uint64
+	nextHead audit.Head
+
 	mu      sync.Mutex
 	lastSeq uint64        // newest committed event seq
 	changed chan struct{} // closed and replaced when events are committed
@@ -111,6 +116,7 @@ func Open(dir string, o Options) (*DB, error) {
 		pdb.Close()
 		return nil, err
 	}
+	d.nextSeq, d.nextHead = d.lastSeq, d.auditHead
 	go d.commitLoop()
 	if d.indexKey, err = d.loadIndexKey(); err != nil {
 		d.Close()
@@ -219,11 +225,23 @@ func (d *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	return <-r.err
 }
 
+// commitLoop runs groups of updates one after another. A group's batch is
+// applied (readable by the next group) and handed to syncLoop, which waits
+// for it to be durable before anyone is answered; meanwhile the next group
+// is built, so that one group's fsync overlaps the next group's work and
+// Pebble syncs both together.
 func (d *DB) commitLoop() {
 	defer close(d.done)
-	group := make([]*request, 0, d.maxGroup)
+	inflight := make(chan *applied, 16)
+	synced := make(chan struct{})
+	go d.syncLoop(inflight, synced)
+	defer func() {
+		close(inflight)
+		<-synced
+	}()
 	for r := range d.reqs {
-		group = append(group[:0], r)
+		// A new slice each time: syncLoop still holds the previous group.
+		group := append(make([]*request, 0, 8), r)
 	drain:
 		for len(group) < d.maxGroup {
 			select {
@@ -236,18 +254,67 @@ func (d *DB) commitLoop() {
 				break drain
 			}
 		}
-		d.commitGroup(group)
+		inflight <- d.commitGroup(group)
 	}
 }
 
-// commitGroup runs a group of updates into one batch and commits it once.
-func (d *DB) commitGroup(group []*request) {
+// applied is a group whose batch was applied, or failed, waiting for its
+// outcome to be made durable and answered.
+type applied struct {
+	b     *pebble.Batch // nil if nothing was applied
+	group []*request
+	errs  []error
+	seq   uint64     // newest event seq once durable
+	head  audit.Head // audit head once durable
+}
+
+// syncLoop answers groups in commit order once their batches are durable,
+// and only then publishes their events and audit records.
+func (d *DB) syncLoop(in <-chan *applied, done chan<- struct{}) {
+	defer close(done)
+	for a := range in {
+		var err error
+		if a.b != nil {
+			err = a.b.SyncWait()
+			a.b.Close()
+			if err != nil {
+				err = fmt.Errorf("%w: sync: %v", ErrStorage, err)
+				d.log.Error("store sync failed; the group's updates may not be durable", zap.Error(err), zap.Int("updates", len(a.group)))
+			} else {
+				d.publish(a.seq, a.head)
+			}
+		}
+		for i, r := range a.group {
+			if err != nil {
+				a.errs[i] = err
+			}
+			r.err <- a.errs[i]
+		}
+	}
+}
+
+// publish makes durable events visible to watchers and moves the audit head.
+func (d *DB) publish(seq uint64, head audit.Head) {
+	d.mu.Lock()
+	if seq > d.lastSeq {
+		d.lastSeq = seq
+		close(d.changed)
+		d.changed = make(chan struct{})
+	}
+	d.mu.Unlock()
+	d.setAuditHead(head)
+}
+
+// commitGroup runs a group of updates into one batch and applies it. The
+// batch is committed with pebble.Sync, but only syncLoop waits for the
+// sync: nothing is acknowledged to anyone until it is on disk.
+func (d *DB) commitGroup(group []*request) *applied {
 	b := d.db.NewBatch()
-	defer b.Close()
 	pending := make(map[string]*op)
-	seq := d.lastSeqSnapshot()
-	firstSeq := seq + 1
-	head := d.auditHeadSnapshot()
+	// nextSeq and nextHead belong to this goroutine: they count what was
+	// applied, a step ahead of what syncLoop published.
+	seq := d.nextSeq
+	head := d.nextHead
 	errs := make([]error, len(group))
 	var commitErr error
 	for i, r := range group {
@@ -271,28 +338,21 @@ func (d *DB) commitGroup(group []*request) {
 		}
 	}
 	if commitErr == nil && !b.Empty() {
-		// Sync: nothing is acknowledged to anyone until it is on disk.
-		if err := b.Commit(pebble.Sync); err != nil {
+		if err := d.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
 			commitErr = fmt.Errorf("%w: commit: %v", ErrStorage, err)
 			d.log.Error("store commit failed; the group's updates were not applied", zap.Error(err), zap.Int("updates", len(group)))
+		} else {
+			d.nextSeq, d.nextHead = seq, head
+			return &applied{b: b, group: group, errs: errs, seq: seq, head: head}
 		}
 	}
-	if commitErr == nil && seq >= firstSeq {
-		d.mu.Lock()
-		d.lastSeq = seq
-		close(d.changed)
-		d.changed = make(chan struct{})
-		d.mu.Unlock()
-	}
-	if commitErr == nil {
-		d.setAuditHead(head)
-	}
-	for i, r := range group {
-		if commitErr != nil {
+	b.Close()
+	if commitErr != nil {
+		for i := range errs {
 			errs[i] = commitErr
 		}
-		r.err <- errs[i]
 	}
+	return &applied{group: group, errs: errs}
 }
 
 // addToBatch seals and adds an update's writes to b. Sealing happens here,
@@ -341,12 +401,6 @@ func runFn(fn func(*Tx) error, tx *Tx) (err error) {
 		}
 	}()
 	return fn(tx)
-}
-
-func (d *DB) lastSeqSnapshot() uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.lastSeq
 }
 
 // LastSeq returns the newest committed event seq and a channel that is
