@@ -420,9 +420,12 @@ func (s *Service) Expired(ctx context.Context, items []relay.Item) error {
 }
 
 // finish commits final delivery outcomes: status, receipt, outbox removal
-// and event, one update for the whole batch.
+// and event, one update for the whole batch. It is deferred: the outcome is
+// already durable at the peer (a crash before this commit only means one
+// more delivery, answered with the same receipt), so it rides on the fsync
+// of the next update rather than delaying that update behind its own.
 func (s *Service) finish(ctx context.Context, done []outcome, now time.Time) error {
-	return s.cfg.Store.Update(ctx, func(tx *store.Tx) error {
+	return s.cfg.Store.UpdateDeferred(ctx, func(tx *store.Tx) error {
 		for _, o := range done {
 			rec, err := tx.Message(o.item.ID)
 			if err != nil {

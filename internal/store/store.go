@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -69,8 +70,9 @@ type DB struct {
 }
 
 type request struct {
-	fn  func(*Tx) error
-	err chan error
+	fn       func(*Tx) error
+	err      chan error
+	deferred bool // UpdateDeferred
 }
 
 // Open opens (creating if needed) the database in dir. It fails if o.Keys
@@ -207,7 +209,23 @@ func (d *DB) Close() error {
 // its writes are applied and that error is returned. fn must be quick and
 // must not block: it runs serialized with every other update.
 func (d *DB) Update(ctx context.Context, fn func(*Tx) error) error {
-	r := &request{fn: fn, err: make(chan error, 1)}
+	return d.update(ctx, &request{fn: fn, err: make(chan error, 1)})
+}
+
+// MaxDefer is the longest an UpdateDeferred waits for an update to share a
+// group with.
+const MaxDefer = 5 * time.Millisecond
+
+// UpdateDeferred is Update for work that no one is waiting on in a hurry
+// (recording a peer's receipt, say): instead of a group and an fsync of its
+// own, it joins the next group that an Update starts, or runs alone after
+// MaxDefer. It is exactly as atomic and durable as Update when it returns;
+// what it saves is an fsync that would delay the Update behind it.
+func (d *DB) UpdateDeferred(ctx context.Context, fn func(*Tx) error) error {
+	return d.update(ctx, &request{fn: fn, err: make(chan error, 1), deferred: true})
+}
+
+func (d *DB) update(ctx context.Context, r *request) error {
 	d.closeMu.RLock()
 	if d.closed {
 		d.closeMu.RUnlock()
@@ -239,9 +257,35 @@ func (d *DB) commitLoop() {
 		close(inflight)
 		<-synced
 	}()
-	for r := range d.reqs {
-		// A new slice each time: syncLoop still holds the previous group.
-		group := append(make([]*request, 0, 8), r)
+	// waiting holds deferred updates until an update comes to share their
+	// group, or until MaxDefer after the first of them.
+	var waiting []*request
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var group []*request
+		select {
+		case r, ok := <-d.reqs:
+			if !ok {
+				if len(waiting) > 0 {
+					inflight <- d.commitGroup(waiting)
+				}
+				return
+			}
+			if r.deferred && len(waiting) < d.maxGroup {
+				if len(waiting) == 0 {
+					timer.Reset(MaxDefer)
+				}
+				waiting = append(waiting, r)
+				continue
+			}
+			// A new slice each time: syncLoop still holds earlier groups.
+			group = append(append(make([]*request, 0, len(waiting)+8), waiting...), r)
+		case <-timer.C:
+			group = append(make([]*request, 0, len(waiting)), waiting...)
+		}
+		waiting = waiting[:0]
+		timer.Stop()
 	drain:
 		for len(group) < d.maxGroup {
 			select {
