@@ -78,8 +78,15 @@ func Build(s *Signer, sl *Sealer, to *pocnetv1.EncryptionKey, h *pocnetv1.Envelo
 // Digest is the SHA-256 of an envelope's signed bytes. Two envelopes with the
 // same id and a different digest are a conflict, never a retry.
 func Digest(env *pocnetv1.Envelope) []byte {
-	sum := sha256.Sum256(signingInput(envelopeDomain, env.GetHeader(), env.GetPayload()))
-	return sum[:]
+	// Hashed as it streams, without building the signing input.
+	d := sha256.New()
+	d.Write([]byte(envelopeDomain))
+	for _, p := range [][]byte{env.GetHeader(), env.GetPayload()} {
+		l := len(p)
+		d.Write([]byte{byte(l >> 24), byte(l >> 16), byte(l >> 8), byte(l)})
+		d.Write(p)
+	}
+	return d.Sum(nil)
 }
 
 // Opened is a verified and decrypted envelope.

@@ -1,8 +1,11 @@
 package envelope
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"testing"
+
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
 // TestMerkleInclusion checks every leaf of trees of every size up to 40
@@ -49,5 +52,15 @@ func TestMerkleKnownRoot(t *testing.T) {
 	want := nodeHash(nodeHash(h[0], h[1]), h[2])
 	if string(root) != string(want) {
 		t.Fatalf("root %x, want %x", root, want)
+	}
+}
+
+// TestDigestIsHashOfSigningInput pins Digest to the SHA-256 of exactly the
+// bytes that are signed.
+func TestDigestIsHashOfSigningInput(t *testing.T) {
+	env := &pocnetv1.Envelope{Header: []byte("header bytes"), Payload: []byte("payload bytes")}
+	want := sha256.Sum256(signingInput(envelopeDomain, env.GetHeader(), env.GetPayload()))
+	if got := Digest(env); string(got) != string(want[:]) {
+		t.Fatalf("Digest = %x, want %x", got, want)
 	}
 }
