@@ -48,9 +48,16 @@ func Build(s *Signer, sl *Sealer, to *pocnetv1.EncryptionKey, h *pocnetv1.Envelo
 	if err != nil {
 		return nil, err
 	}
+	// The payload key depends only on the context and the id: it is known
+	// before the header, which commits to it.
+	key, err := payloadKey(c.s, h.GetId())
+	if err != nil {
+		return nil, fmt.Errorf("envelope: payload key: %w", err)
+	}
 	h.PayloadEncoding = pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_HPKE
 	h.RecipientKeyIds = []string{to.GetKeyId()}
 	h.EncapsulatedKey = c.enc
+	h.PayloadKeyCommitment = keyCommitment(key)
 	mo := proto.MarshalOptions{Deterministic: true}
 	hb, err := mo.Marshal(h)
 	if err != nil {
@@ -59,10 +66,6 @@ func Build(s *Signer, sl *Sealer, to *pocnetv1.EncryptionKey, h *pocnetv1.Envelo
 	pb, err := mo.Marshal(p)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: payload: %w", err)
-	}
-	key, err := payloadKey(c.s, h.GetId())
-	if err != nil {
-		return nil, fmt.Errorf("envelope: payload key: %w", err)
 	}
 	ct, err := sealPayload(key, hb, pb)
 	if err != nil {

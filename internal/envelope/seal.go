@@ -6,6 +6,7 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"sync"
@@ -125,10 +126,27 @@ func sealPayload(key, header, payload []byte) ([]byte, error) {
 	return g.Seal(out, out, payload, header), nil
 }
 
+// keyCommitment binds a header (and so the signature) to one payload key.
+func keyCommitment(key []byte) []byte {
+	sum := sha256.Sum256(append([]byte(keyCommitmentLabel), key...))
+	return sum[:]
+}
+
+const keyCommitmentLabel = "pocnet/v1 payload key commitment\x00"
+
 // DecryptPayload opens a sealed payload with its payload key. Anyone given
 // an envelope and its payload key (a transcript) can read exactly that
-// envelope, and the AEAD proves the payload is the one that was sealed.
+// envelope. The key must be the one the signed header commits to, and the
+// AEAD then proves the payload is the one that was sealed under it: without
+// the commitment, one ciphertext could be made to open under two keys.
 func DecryptPayload(env *pocnetv1.Envelope, key []byte) ([]byte, error) {
+	h, err := DecodeHeader(env)
+	if err != nil {
+		return nil, err
+	}
+	if c := h.GetPayloadKeyCommitment(); len(c) != sha256.Size || subtle.ConstantTimeCompare(c, keyCommitment(key)) != 1 {
+		return nil, fmt.Errorf("%w: the payload key is not the one the header commits to", ErrUndecryptable)
+	}
 	g, err := newGCM(key)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUndecryptable, err)

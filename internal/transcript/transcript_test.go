@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
 	"strings"
@@ -140,9 +141,21 @@ func TestVerifyRejectsDoctoredTranscripts(t *testing.T) {
 		{"response rewritten and signed again by its own sender", func(t *testing.T, tr *pocnetv1.Transcript) {
 			// XBB can sign anything as XBB, but not XAA's receipt of what
 			// XBB really sent.
-			rewrite(t, tr, 2)
+			p := rewrite(t, tr, 2)
 			e := tr.Entries[2]
-			e.Envelope = envelope.SignRaw(f.signer["XBB"], e.Envelope.Header, e.Envelope.Payload)
+			// A consistent header: it commits to the new payload key, and
+			// the payload is sealed under the new header.
+			h, err := envelope.DecodeHeader(e.Envelope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(append([]byte("pocnet/v1 payload key commitment\x00"), e.PayloadKey...))
+			h.PayloadKeyCommitment = sum[:]
+			hb, err := proto.Marshal(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Envelope = envelope.SignRaw(f.signer["XBB"], hb, seal(t, e.PayloadKey, hb, p))
 		}, 3, "receipt does not match"},
 		{"payload key of another envelope", func(_ *testing.T, tr *pocnetv1.Transcript) {
 			tr.Entries[1].PayloadKey = tr.Entries[2].PayloadKey

@@ -280,8 +280,14 @@ type EnvelopeHeader struct {
 	// EncapsulatedKey is the HPKE encapsulated key ("enc") of the context the
 	// payload is sealed with, for PAYLOAD_ENCODING_HPKE.
 	EncapsulatedKey []byte `protobuf:"bytes,18,opt,name=encapsulated_key,json=encapsulatedKey,proto3" json:"encapsulated_key,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// PayloadKeyCommitment is SHA-256("pocnet/v1 payload key commitment" 0x00
+	// || payload key), for PAYLOAD_ENCODING_HPKE. AES-GCM does not bind a
+	// ciphertext to one key: without this signed commitment a sender could
+	// craft a payload that opens to different contents under two keys, and
+	// disclose whichever suits it in a transcript.
+	PayloadKeyCommitment []byte `protobuf:"bytes,19,opt,name=payload_key_commitment,json=payloadKeyCommitment,proto3" json:"payload_key_commitment,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *EnvelopeHeader) Reset() {
@@ -436,6 +442,13 @@ func (x *EnvelopeHeader) GetRespondBy() *timestamppb.Timestamp {
 func (x *EnvelopeHeader) GetEncapsulatedKey() []byte {
 	if x != nil {
 		return x.EncapsulatedKey
+	}
+	return nil
+}
+
+func (x *EnvelopeHeader) GetPayloadKeyCommitment() []byte {
+	if x != nil {
+		return x.PayloadKeyCommitment
 	}
 	return nil
 }
@@ -996,7 +1009,7 @@ var File_pocnet_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_pocnet_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x18pocnet/v1/envelope.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\"\xdd\x05\n" +
+	"\x18pocnet/v1/envelope.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\"\x93\x06\n" +
 	"\x0eEnvelopeHeader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x17.pocnet.v1.EnvelopeTypeR\x04type\x12#\n" +
@@ -1020,7 +1033,8 @@ const file_pocnet_v1_envelope_proto_rawDesc = "" +
 	"\x11recipient_key_ids\x18\x10 \x03(\tR\x0frecipientKeyIds\x129\n" +
 	"\n" +
 	"respond_by\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\trespondBy\x12)\n" +
-	"\x10encapsulated_key\x18\x12 \x01(\fR\x0fencapsulatedKey\"\xcb\x01\n" +
+	"\x10encapsulated_key\x18\x12 \x01(\fR\x0fencapsulatedKey\x124\n" +
+	"\x16payload_key_commitment\x18\x13 \x01(\fR\x14payloadKeyCommitment\"\xcb\x01\n" +
 	"\aPayload\x12@\n" +
 	"\rcommunication\x18\x01 \x01(\v2\x18.pocnet.v1.CommunicationH\x00R\rcommunication\x12F\n" +
 	"\x0facknowledgement\x18\x02 \x01(\v2\x1a.pocnet.v1.AcknowledgementH\x00R\x0facknowledgement\x12.\n" +
