@@ -23,8 +23,10 @@ import (
 // ErrClosed is returned by Update after Close.
 var ErrClosed = errors.New("store: closed")
 
-// ErrStorage wraps failures of the disk or the database. Nothing of the
-// failed update was applied.
+// ErrStorage wraps failures of the disk or the database. An update that
+// fails before its batch is applied leaves nothing behind. An update whose
+// sync fails may or may not be on disk; the store then refuses every later
+// update, including those that only read, until it is reopened.
 var ErrStorage = errors.New("store: storage failure")
 
 // Options configure Open.
@@ -56,6 +58,12 @@ type DB struct {
 	keys     atomic.Pointer[datakey.Ring]
 	setKeys  sync.Mutex // serializes SetKeys
 	indexKey []byte     // HMAC key of the request index; set in Open, then read-only
+
+	// failed holds the error of a failed sync. Pebble applies a batch
+	// before its sync, so what the failed group wrote is readable though not
+	// durable; from then on the store refuses every update, even one that
+	// only reads, rather than hand out what may be lost (a receipt, say).
+	failed atomic.Pointer[error]
 
 	// nextSeq and nextHead are the newest event seq and audit head applied
 	// to Pebble, owned by the commit goroutine.
@@ -317,14 +325,19 @@ type applied struct {
 func (d *DB) syncLoop(in <-chan *applied, done chan<- struct{}) {
 	defer close(done)
 	for a := range in {
-		var err error
+		// After a failed sync nothing is durable any more, not even what a
+		// later update only reads: every later update fails (see failed).
+		err := d.failure()
 		if a.b != nil {
-			err = a.b.SyncWait()
+			if err == nil {
+				if serr := a.b.SyncWait(); serr != nil {
+					err = fmt.Errorf("%w: sync failed, and the store takes no more updates: %v", ErrStorage, serr)
+					d.failed.Store(&err)
+					d.log.Error("store sync failed; the node must be restarted", zap.Error(serr), zap.Int("updates", len(a.group)))
+				}
+			}
 			a.b.Close()
-			if err != nil {
-				err = fmt.Errorf("%w: sync: %v", ErrStorage, err)
-				d.log.Error("store sync failed; the group's updates may not be durable", zap.Error(err), zap.Int("updates", len(a.group)))
-			} else {
+			if err == nil {
 				d.publish(a.seq, a.head)
 			}
 		}
@@ -335,6 +348,14 @@ func (d *DB) syncLoop(in <-chan *applied, done chan<- struct{}) {
 			r.err <- a.errs[i]
 		}
 	}
+}
+
+// failure returns the error of a failed sync, or nil.
+func (d *DB) failure() error {
+	if e := d.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // publish makes durable events visible to watchers and moves the audit head.
@@ -353,6 +374,13 @@ func (d *DB) publish(seq uint64, head audit.Head) {
 // batch is committed with pebble.Sync, but only syncLoop waits for the
 // sync: nothing is acknowledged to anyone until it is on disk.
 func (d *DB) commitGroup(group []*request) *applied {
+	if err := d.failure(); err != nil {
+		errs := make([]error, len(group))
+		for i := range errs {
+			errs[i] = err
+		}
+		return &applied{group: group, errs: errs}
+	}
 	b := d.db.NewBatch()
 	pending := make(map[string]*op)
 	// nextSeq and nextHead belong to this goroutine: they count what was
