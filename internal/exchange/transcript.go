@@ -210,6 +210,18 @@ func sameEnvelopes(t *pocnetv1.Transcript, recs []*storev1.MessageRecord, state 
 		if !bytes.Equal(e.GetPayloadKey(), r.GetPayloadKey()) {
 			return differ("entry %d (%s) carries another payload key", i+1, id)
 		}
+		// A receipt is an attestation one of the two states signed: the
+		// other one consents only to receipts it holds itself, byte for
+		// byte. A receipt left out attests nothing and is not a difference.
+		if rc := e.GetReceipt(); rc != nil {
+			own := r.GetView().GetReceipt()
+			if own == nil {
+				return differ("entry %d (%s) carries a receipt this node does not hold", i+1, id)
+			}
+			if !proto.Equal(rc, own) {
+				return differ("entry %d (%s) carries another receipt than the one this node holds", i+1, id)
+			}
+		}
 		in[id] = true
 	}
 	var lacking []string

@@ -312,6 +312,36 @@ func TestDisclosure(t *testing.T) {
 		envelope.SignConsent(sA, transcript.Digest(short), "XAA", time.Now(), purpose),
 	}}
 
+	// XAA, the recipient of XBB's answers, signs a new receipt for one of
+	// them saying it was rejected: valid offline, but not the receipt XBB
+	// holds.
+	trR, err := transcript.Unmarshal(half.GetTranscript())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range trR.Entries {
+		h, _ := envelope.DecodeHeader(e.GetEnvelope())
+		if h.GetFromState() != "XBB" {
+			continue
+		}
+		rs, err := envelope.SignReceipts(sA, "XBB", "XAA", time.Now(), []*pocnetv1.ReceiptEntry{{
+			EnvelopeId: h.GetId(), EnvelopeDigest: envelope.Digest(e.GetEnvelope()),
+			Outcome: pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_REJECTED, Reason: "never received",
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Receipt = rs[0]
+		break
+	}
+	if _, err := transcript.Verify(trR, dir); err != nil {
+		t.Fatalf("transcript with a receipt re-signed by XAA: %v", err)
+	}
+	resigned, _ := proto.MarshalOptions{Deterministic: true}.Marshal(trR)
+	otherReceipt := &pocnetv1.DisclosureBundle{Transcript: resigned, Consents: []*pocnetv1.Consent{
+		envelope.SignConsent(sA, transcript.Digest(resigned), "XAA", time.Now(), purpose),
+	}}
+
 	// A bit flipped in the response.
 	trX := proto.Clone(tr).(*pocnetv1.Transcript)
 	trX.Entries[2].Envelope.Payload[0] ^= 1
@@ -327,6 +357,10 @@ func TestDisclosure(t *testing.T) {
 			_, err := c.ConsentDisclosure(ctx(t), &pocnetv1.ConsentDisclosureRequest{Bundle: partial})
 			return err
 		}, "FailedPrecondition", "differs from XBB's own copy of thread " + ids[0] + ": it lacks " + ids[3]},
+		{"a receipt XBB does not hold", adminB, func(c pocnetv1.RecordServiceClient) error {
+			_, err := c.ConsentDisclosure(ctx(t), &pocnetv1.ConsentDisclosureRequest{Bundle: otherReceipt})
+			return err
+		}, "FailedPrecondition", "carries another receipt than the one this node holds"},
 		{"no consent of the requesting state", adminB, func(c pocnetv1.RecordServiceClient) error {
 			_, err := c.ConsentDisclosure(ctx(t), &pocnetv1.ConsentDisclosureRequest{Bundle: &pocnetv1.DisclosureBundle{Transcript: half.GetTranscript()}})
 			return err
