@@ -63,7 +63,7 @@ func (s *Service) Get(ctx context.Context, caller identity.ID, id string) (*pocn
 }
 
 // List returns a page of messages visible to caller, newest first.
-func (s *Service) List(_ context.Context, caller identity.ID, req *pocnetv1.ListMessagesRequest) ([]*pocnetv1.Message, string, error) {
+func (s *Service) List(ctx context.Context, caller identity.ID, req *pocnetv1.ListMessagesRequest) ([]*pocnetv1.Message, string, error) {
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0 || size > 500:
@@ -96,6 +96,10 @@ func (s *Service) List(_ context.Context, caller identity.ID, req *pocnetv1.List
 	out := make([]*pocnetv1.Message, len(recs))
 	for i, r := range recs {
 		out[i] = s.view(r, now)
+	}
+	// A list carries the messages whole: each inbound one is read.
+	if err := s.opened(ctx, caller, out, "listed"); err != nil {
+		return nil, "", err
 	}
 	var token string
 	if next != nil {
@@ -348,6 +352,18 @@ func typeName(t pocnetv1.EnvelopeType) string {
 // Events calls send for each event visible to caller after seq after, then
 // for each new one as it is committed, until ctx ends or send fails.
 func (s *Service) Events(ctx context.Context, caller identity.ID, after uint64, send func(*pocnetv1.Event) error) error {
+	// A watch hands out every message of the caller's role, whole, from
+	// after on: it is recorded once, when it starts, with its cursor; the
+	// event log says what it then carried.
+	now := s.now()
+	err := s.cfg.Store.Update(ctx, func(tx *store.Tx) error {
+		audit(tx, now, pocnetv1.AuditAction_AUDIT_ACTION_OPENED, caller.String(), &pocnetv1.Message{}, "",
+			fmt.Sprintf("watch of events after seq %d started by %s", after, caller.Role))
+		return nil
+	})
+	if err != nil {
+		return s.storageErr("record watch", err)
+	}
 	for {
 		last, changed := s.cfg.Store.LastSeq()
 		if after > last {
