@@ -83,6 +83,7 @@ func New(pb *pocnetv1.Directory) (*Directory, error) {
 	}
 	d := &Directory{pb: pb, members: make(map[string]*pocnetv1.Member, len(pb.GetMembers()))}
 	cas := make(map[string][]*x509.Certificate, len(pb.GetMembers()))
+	keyOwner := map[string]string{}
 	for i, m := range pb.GetMembers() {
 		field := "members[" + strconv.Itoa(i) + "]"
 		if err := identity.ValidateState(m.GetState()); err != nil {
@@ -112,6 +113,20 @@ func New(pb *pocnetv1.Directory) (*Directory, error) {
 		}
 		if err := validateKeys(m); err != nil {
 			return nil, fmt.Errorf("%w: %s%v", ErrInvalid, field, err)
+		}
+		// A key belongs to one member: a key listed by two states would let
+		// one speak, or be read, as the other.
+		for j, k := range m.GetSigningKeys() {
+			if other, dup := keyOwner[k.GetKeyId()]; dup {
+				return nil, fmt.Errorf("%w: %s.signing_keys[%d]: %s is also a key of %s", ErrInvalid, field, j, k.GetKeyId(), other)
+			}
+			keyOwner[k.GetKeyId()] = m.GetState()
+		}
+		for j, k := range m.GetEncryptionKeys() {
+			if other, dup := keyOwner[k.GetKeyId()]; dup {
+				return nil, fmt.Errorf("%w: %s.encryption_keys[%d]: %s is also a key of %s", ErrInvalid, field, j, k.GetKeyId(), other)
+			}
+			keyOwner[k.GetKeyId()] = m.GetState()
 		}
 		d.members[m.GetState()] = m
 	}

@@ -104,6 +104,12 @@ func TestNewRefusesInvalid(t *testing.T) {
 		{"key status unspecified", func(d *pocnetv1.Directory) {
 			d.Members[0].SigningKeys[0].Status = pocnetv1.KeyStatus_KEY_STATUS_UNSPECIFIED
 		}, "members[0].signing_keys[0].status: must be"},
+		{"encryption key of another member", func(d *pocnetv1.Directory) {
+			d.Members[2].EncryptionKeys = append(d.Members[2].EncryptionKeys, d.Members[0].EncryptionKeys[0])
+		}, "members[2].encryption_keys[1]: " + f.Directory.Members[0].EncryptionKeys[0].GetKeyId() + " is also a key of XCC"},
+		{"signing key of another member", func(d *pocnetv1.Directory) {
+			d.Members[1].SigningKeys = append(d.Members[1].SigningKeys, d.Members[0].SigningKeys[0])
+		}, "members[1].signing_keys[1]: " + f.Directory.Members[0].SigningKeys[0].GetKeyId() + " is also a key of XCC"},
 		{"no encryption key", func(d *pocnetv1.Directory) { d.Members[2].EncryptionKeys = nil },
 			"members[2].encryption_keys: at least one ACTIVE encryption key is required"},
 		{"encryption key garbage", func(d *pocnetv1.Directory) { d.Members[2].EncryptionKeys[0].PublicKey = []byte("not a key") },

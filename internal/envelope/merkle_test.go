@@ -49,7 +49,21 @@ func TestMerkleKnownRoot(t *testing.T) {
 	l := [][]byte{[]byte("a"), []byte("b"), []byte("c")}
 	h := [][]byte{leafHash(l[0]), leafHash(l[1]), leafHash(l[2])}
 	root, _ := treeRoot(h)
-	want := nodeHash(nodeHash(h[0], h[1]), h[2])
+	// Computed here from the RFC 9162 definition, not with the helpers
+	// under test: leaves are prefixed 0x00, interior nodes 0x01.
+	sha := func(parts ...[]byte) []byte {
+		d := sha256.New()
+		for _, p := range parts {
+			d.Write(p)
+		}
+		return d.Sum(nil)
+	}
+	la, lb, lc := sha([]byte{0}, []byte("a")), sha([]byte{0}, []byte("b")), sha([]byte{0}, []byte("c"))
+	want := sha([]byte{1}, sha([]byte{1}, la, lb), lc)
+	// RFC 6962/9162's hash of the empty leaf, a published constant.
+	if got := fmt.Sprintf("%x", leafHash(nil)); got != "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d" {
+		t.Fatalf("leaf hash of the empty leaf = %s", got)
+	}
 	if string(root) != string(want) {
 		t.Fatalf("root %x, want %x", root, want)
 	}

@@ -83,7 +83,10 @@ func (v *ReceiptVerifier) Verify(r *pocnetv1.Receipt, fromState, recipientState,
 	if err := checkSignatureForm(r.GetSignature()); err != nil {
 		return nil, err
 	}
-	k := string(r.GetSignature().GetValue()) + string(r.GetBody())
+	// The memo is keyed by everything the check depends on: a receipt
+	// reusing a verified body and signature under another key id or for
+	// another recipient is checked afresh.
+	k := string(signingInput("", r.GetSignature().GetValue(), []byte(r.GetSignature().GetKeyId()), []byte(recipientState), r.GetBody()))
 	v.mu.Lock()
 	br := v.seen[k]
 	if br == nil {

@@ -63,7 +63,7 @@ type Sealer struct {
 	now               func() time.Time
 
 	mu   sync.Mutex
-	ctxs map[string]*sendContext // by recipient key id
+	ctxs map[string]*sendContext // by recipient state and key id
 }
 
 type sendContext struct {
@@ -86,7 +86,8 @@ func NewSealer(federation, state string, now func() time.Time) *Sealer {
 func (sl *Sealer) context(to string, key *pocnetv1.EncryptionKey) (*sendContext, error) {
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	c := sl.ctxs[key.GetKeyId()]
+	ck := to + "\x00" + key.GetKeyId() // the context's info binds both
+	c := sl.ctxs[ck]
 	if c == nil || c.uses >= ContextUses || sl.now().Sub(c.created) >= ContextLifetime {
 		pk, err := directory.KEM().NewPublicKey(key.GetPublicKey())
 		if err != nil {
@@ -97,7 +98,7 @@ func (sl *Sealer) context(to string, key *pocnetv1.EncryptionKey) (*sendContext,
 			return nil, fmt.Errorf("envelope: sealing to %s: %w", to, err)
 		}
 		c = &sendContext{enc: enc, s: s, created: sl.now()}
-		sl.ctxs[key.GetKeyId()] = c
+		sl.ctxs[ck] = c
 	}
 	c.uses++
 	return c, nil

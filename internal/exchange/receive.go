@@ -156,6 +156,12 @@ func (s *Service) validateIncoming(o *envelope.Opened, now time.Time) error {
 	if h.GetCreatedAt().AsTime().After(now.Add(maxFutureClockSkew)) {
 		return fmt.Errorf("header.created_at %s is in the future", h.GetCreatedAt().AsTime().UTC().Format(time.RFC3339))
 	}
+	// No envelope lives longer than MaxExpiry: an older creation time can
+	// only be a back-dated one, which a retired signing key would otherwise
+	// still cover.
+	if h.GetCreatedAt().AsTime().Before(now.Add(-MaxExpiry - maxFutureClockSkew)) {
+		return fmt.Errorf("header.created_at %s is older than any envelope can live (%v)", h.GetCreatedAt().AsTime().UTC().Format(time.RFC3339), MaxExpiry)
+	}
 	if err := identity.ValidateRole(h.GetFromRole()); err != nil {
 		return fmt.Errorf("header.from_role: %v", err)
 	}

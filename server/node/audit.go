@@ -46,3 +46,17 @@ func (n *Node) recordStop() {
 		n.log.Error("cannot record the stop in the audit log", zap.Error(err))
 	}
 }
+
+// recordAdmin appends an administrative action of the node's host operator
+// (a signal, a key change) to the audit log.
+func (n *Node) recordAdmin(detail string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := n.db.AppendAudit(ctx, &pocnetv1.AuditRecord{
+		OccurredAt: timestamppb.New(n.now()), Action: pocnetv1.AuditAction_AUDIT_ACTION_ADMIN,
+		Actor: n.self.String(), Detail: detail,
+	})
+	if err != nil {
+		n.log.Error("cannot record an administrative action in the audit log", zap.String("action", detail), zap.Error(err))
+	}
+}

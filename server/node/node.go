@@ -223,6 +223,7 @@ func (n *Node) ReloadDataKeys() error {
 		return fmt.Errorf("data keys: %w", err)
 	}
 	n.log.Info("data keys reloaded", zap.Stringer("current", r.Current()), zap.Int("keys", len(r.IDs())))
+	n.recordAdmin(fmt.Sprintf("data keys reloaded: %d keys, current %s", len(r.IDs()), r.Current()))
 	n.announce.Add(1)
 	go func() {
 		defer n.announce.Done()
@@ -237,6 +238,7 @@ func (n *Node) ReloadDataKeys() error {
 			return
 		}
 		n.log.Info("every value is sealed under the current data key", zap.Int("resealed", resealed), zap.Duration("took", time.Since(start)))
+		n.recordAdmin(fmt.Sprintf("every value resealed under data key %s (%d resealed)", n.db.Keys().Current(), resealed))
 	}()
 	return nil
 }
@@ -276,7 +278,6 @@ func (n *Node) Stop() {
 			n.srv.Stop()
 			<-done
 		}
-		n.recordStop()
 		n.closeAll()
 		n.log.Info("node stopped")
 	})
@@ -295,6 +296,11 @@ func (n *Node) closeAll() {
 	}
 	if n.transport != nil {
 		n.transport.Close()
+	}
+	// Last before the store closes: nothing the node does is recorded after
+	// its stop. Only an orderly stop (after Start succeeded) is recorded.
+	if n.health != nil {
+		n.recordStop()
 	}
 	if err := n.db.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
 		n.log.Error("closing store", zap.Error(err))
