@@ -201,7 +201,7 @@ func Verify(parent *Version, sv *pocnetv1.SignedVersion, now time.Time) (*Versio
 		return nil, invalid("directory.federation_id: %q is not the federation's %q", dir.Federation(), parent.Directory().Federation())
 	}
 	if err := verifyChange(parent, v); err != nil {
-		return nil, fmt.Errorf("version %d: %w", n, err)
+		return nil, err
 	}
 	if err := authorize(parent, v, now); err != nil {
 		return nil, err
@@ -241,7 +241,7 @@ func verifyChange(parent, v *Version) error {
 	old, cur := parent.Directory(), v.Directory()
 	changed, added, removed := diff(old, cur)
 	invalid := func(format string, a ...any) error {
-		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+		return fmt.Errorf("%w: version %d: %s", ErrInvalid, v.Number(), fmt.Sprintf(format, a...))
 	}
 	if !proto.Equal(withoutMembers(old.Proto()), withoutMembers(cur.Proto())) {
 		return invalid("directory: fields other than members changed")
