@@ -170,7 +170,7 @@ func Open(env *pocnetv1.Envelope, keys Keys, o *Opener) (*Opened, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := decode(env, key)
+	p, err := decode(h, env, key)
 	if err != nil {
 		return nil, err
 	}
@@ -180,11 +180,17 @@ func Open(env *pocnetv1.Envelope, keys Keys, o *Opener) (*Opened, error) {
 // Decode decrypts and parses the payload of an envelope whose payload key
 // is known: a node reading its own stored envelopes, or a transcript.
 func Decode(env *pocnetv1.Envelope, payloadKey []byte) (*pocnetv1.Payload, error) {
-	return decode(env, payloadKey)
+	h, err := DecodeHeader(env)
+	if err != nil {
+		return nil, err
+	}
+	return decode(h, env, payloadKey)
 }
 
-func decode(env *pocnetv1.Envelope, key []byte) (*pocnetv1.Payload, error) {
-	pb, err := DecryptPayload(env, key)
+// decode decrypts and parses env's payload; h is env's decoded header, so
+// that Open does not parse it twice.
+func decode(h *pocnetv1.EnvelopeHeader, env *pocnetv1.Envelope, key []byte) (*pocnetv1.Payload, error) {
+	pb, err := decryptPayload(h, env, key)
 	if err != nil {
 		return nil, err
 	}

@@ -135,16 +135,13 @@ func keyCommitment(key []byte) []byte {
 
 const keyCommitmentLabel = "pocnet/v1 payload key commitment\x00"
 
-// DecryptPayload opens a sealed payload with its payload key. Anyone given
-// an envelope and its payload key (a transcript) can read exactly that
-// envelope. The key must be the one the signed header commits to, and the
-// AEAD then proves the payload is the one that was sealed under it: without
-// the commitment, one ciphertext could be made to open under two keys.
-func DecryptPayload(env *pocnetv1.Envelope, key []byte) ([]byte, error) {
-	h, err := DecodeHeader(env)
-	if err != nil {
-		return nil, err
-	}
+// decryptPayload opens a sealed payload with its payload key; h is env's
+// decoded header. Anyone given an envelope and its payload key (a
+// transcript) can read exactly that envelope. The key must be the one the
+// signed header commits to, and the AEAD then proves the payload is the one
+// that was sealed under it: without the commitment, one ciphertext could be
+// made to open under two keys.
+func decryptPayload(h *pocnetv1.EnvelopeHeader, env *pocnetv1.Envelope, key []byte) ([]byte, error) {
 	if c := h.GetPayloadKeyCommitment(); len(c) != sha256.Size || subtle.ConstantTimeCompare(c, keyCommitment(key)) != 1 {
 		return nil, fmt.Errorf("%w: the payload key is not the one the header commits to", ErrUndecryptable)
 	}
@@ -189,15 +186,6 @@ type Opener struct {
 // encryption keys, by directory key id.
 func NewOpener(federation, state string, keys map[string]hpke.PrivateKey) *Opener {
 	return &Opener{federation: federation, state: state, keys: keys, ctxs: map[[sha256.Size]byte]*hpke.Recipient{}}
-}
-
-// KeyIDs returns the ids of the keys the Opener holds.
-func (o *Opener) KeyIDs() []string {
-	out := make([]string, 0, len(o.keys))
-	for id := range o.keys {
-		out = append(out, id)
-	}
-	return out
 }
 
 // payloadKey derives the payload key of a verified header addressed to

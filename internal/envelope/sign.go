@@ -38,9 +38,6 @@ func NewSigner(key ed25519.PrivateKey) (*Signer, error) {
 // KeyID returns the directory key id of the signer's key.
 func (s *Signer) KeyID() string { return s.keyID }
 
-// Public returns the signer's public key.
-func (s *Signer) Public() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
-
 func (s *Signer) sign(domain string, parts ...[]byte) *pocnetv1.Signature {
 	return &pocnetv1.Signature{
 		Algorithm: pocnetv1.SignatureAlgorithm_SIGNATURE_ALGORITHM_ED25519,

@@ -164,6 +164,15 @@ func TestAuditRecordsTheExchange(t *testing.T) {
 	m := send(t, techA, "XBB", "technical", rfi("Audited"))
 	waitStatus(t, f.Contact("XAA", "admin"), m.GetId(), pocnetv1.Status_STATUS_DELIVERED)
 	get(t, techB, m.GetId())
+	inbox(t, techB)
+	// A watch is recorded once, when it starts.
+	stream, err := techB.WatchEvents(ctx(t), &pocnetv1.WatchEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := techB.Acknowledge(ctx(t), &pocnetv1.AcknowledgeRequest{Id: m.GetId()}); err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +190,7 @@ func TestAuditRecordsTheExchange(t *testing.T) {
 		actor  string
 		msg    string
 	}
+	watches := map[string]int{}
 	steps := func(state string) []step {
 		t.Helper()
 		admin := auditClient(f, state, "admin")
@@ -193,6 +203,9 @@ func TestAuditRecordsTheExchange(t *testing.T) {
 		}
 		var out []step
 		for _, rec := range decode(t, entries) {
+			if rec.GetAction() == pocnetv1.AuditAction_AUDIT_ACTION_OPENED && strings.HasPrefix(rec.GetDetail(), "watch of events after seq 0") {
+				watches[state]++
+			}
 			if rec.GetMessageId() != "" {
 				out = append(out, step{rec.GetAction(), rec.GetActor(), rec.GetMessageId()})
 			}
@@ -221,10 +234,14 @@ func TestAuditRecordsTheExchange(t *testing.T) {
 	}
 	wantB := []step{
 		{pocnetv1.AuditAction_AUDIT_ACTION_RECEIVED, node("XBB"), m.GetId()},
-		{pocnetv1.AuditAction_AUDIT_ACTION_OPENED, opB, m.GetId()},
+		{pocnetv1.AuditAction_AUDIT_ACTION_OPENED, opB, m.GetId()}, // read
+		{pocnetv1.AuditAction_AUDIT_ACTION_OPENED, opB, m.GetId()}, // listed
 		{pocnetv1.AuditAction_AUDIT_ACTION_ACKNOWLEDGED, opB, ackID},
 		{pocnetv1.AuditAction_AUDIT_ACTION_DELIVERED, node("XBB"), ackID},
 		{pocnetv1.AuditAction_AUDIT_ACTION_REJECTED, node("XBB"), r.GetId()},
+	}
+	if watches["XBB"] != 1 || watches["XAA"] != 0 {
+		t.Errorf("watch records: %v, want one at XBB", watches)
 	}
 	for _, c := range []struct {
 		state     string

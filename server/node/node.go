@@ -211,8 +211,8 @@ func (n *Node) announceTo(ctx context.Context, d *directory.Directory) {
 // ReloadDataKeys reads the data keys again from data_key_file (or the
 // environment) and seals every new value under the current one at once,
 // without a restart; pocnode calls it on SIGHUP. Values still sealed under
-// an older key are then resealed in the background; DataKeyUsage says when
-// an old key seals nothing any more and can be deleted from the key file.
+// an older key are then resealed in the background; the log (and the audit
+// log) says when that is done and the old key can be deleted from the file.
 // A key file that drops a key still in use is refused and changes nothing.
 func (n *Node) ReloadDataKeys() error {
 	r, err := n.cfg.DataKeys()
@@ -241,20 +241,6 @@ func (n *Node) ReloadDataKeys() error {
 		n.recordAdmin(fmt.Sprintf("every value resealed under data key %s (%d resealed)", n.db.Keys().Current(), resealed))
 	}()
 	return nil
-}
-
-// DataKeyUsage counts the store's values by the data key they are sealed
-// under.
-func (n *Node) DataKeyUsage() (map[string]int, error) {
-	u, err := n.db.KeyUsage()
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]int, len(u))
-	for id, c := range u {
-		out[id.String()] = c
-	}
-	return out, nil
 }
 
 // Addr returns the address the node serves on.
