@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/text/language"
@@ -241,12 +242,17 @@ func (d *Directory) States() []string {
 
 // Source holds the directory in force. Every reader takes the current
 // version once per decision, so a newer verified directory can be swapped in
-// while the node runs.
-type Source struct{ d atomic.Pointer[Directory] }
+// while the node runs; components that hold state derived from it (open
+// connections, running streams, keys) wait on Changed.
+type Source struct {
+	d       atomic.Pointer[Directory]
+	mu      sync.Mutex
+	changed chan struct{}
+}
 
 // NewSource returns a Source serving d.
 func NewSource(d *Directory) *Source {
-	s := &Source{}
+	s := &Source{changed: make(chan struct{})}
 	s.d.Store(d)
 	return s
 }
@@ -257,3 +263,21 @@ func (s *Source) Directory() *Directory { return s.d.Load() }
 // Bundle returns the trust bundle of the directory in force; Source is an
 // identity.Source.
 func (s *Source) Bundle() *identity.Bundle { return s.d.Load().Bundle() }
+
+// Set puts d in force and wakes everyone waiting on Changed. The caller has
+// verified d (the governance chain does).
+func (s *Source) Set(d *Directory) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.d.Store(d)
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Changed returns a channel closed at the next Set. Take it before reading
+// Directory, so that a change between the two is not missed.
+func (s *Source) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}

@@ -208,8 +208,13 @@ type Member struct {
 	// the last ACTIVE one; the member keeps the private keys of the others until
 	// no envelope sealed to them can still arrive.
 	EncryptionKeys []*EncryptionKey `protobuf:"bytes,8,rep,name=encryption_keys,json=encryptionKeys,proto3" json:"encryption_keys,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// RevokedCertificates are certificates the member's own CA issued and the
+	// member withdrew. Every node refuses them at the handshake, and ends
+	// calls already running on a connection that presented one, as soon as it
+	// holds a directory version listing them.
+	RevokedCertificates []*RevokedCertificate `protobuf:"bytes,9,rep,name=revoked_certificates,json=revokedCertificates,proto3" json:"revoked_certificates,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -298,6 +303,78 @@ func (x *Member) GetEncryptionKeys() []*EncryptionKey {
 	return nil
 }
 
+func (x *Member) GetRevokedCertificates() []*RevokedCertificate {
+	if x != nil {
+		return x.RevokedCertificates
+	}
+	return nil
+}
+
+// RevokedCertificate names one withdrawn certificate by the SHA-256 of its
+// DER encoding, so that it is unambiguous whatever CA or tool made it.
+type RevokedCertificate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sha256 is the 32-byte SHA-256 of the certificate's DER bytes.
+	Sha256 []byte `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// RevokedAt is when the member withdrew it. Required.
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// Reason is for people, e.g. "key compromise".
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokedCertificate) Reset() {
+	*x = RevokedCertificate{}
+	mi := &file_pocnet_v1_directory_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokedCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokedCertificate) ProtoMessage() {}
+
+func (x *RevokedCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_directory_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokedCertificate.ProtoReflect.Descriptor instead.
+func (*RevokedCertificate) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RevokedCertificate) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+func (x *RevokedCertificate) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *RevokedCertificate) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // SigningKey is a published Ed25519 public key.
 type SigningKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -315,7 +392,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_pocnet_v1_directory_proto_msgTypes[2]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +404,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_directory_proto_msgTypes[2]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +417,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{2}
+	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SigningKey) GetKeyId() string {
@@ -386,7 +463,7 @@ type EncryptionKey struct {
 
 func (x *EncryptionKey) Reset() {
 	*x = EncryptionKey{}
-	mi := &file_pocnet_v1_directory_proto_msgTypes[3]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +475,7 @@ func (x *EncryptionKey) String() string {
 func (*EncryptionKey) ProtoMessage() {}
 
 func (x *EncryptionKey) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_directory_proto_msgTypes[3]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +488,7 @@ func (x *EncryptionKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EncryptionKey.ProtoReflect.Descriptor instead.
 func (*EncryptionKey) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{3}
+	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *EncryptionKey) GetKeyId() string {
@@ -456,7 +533,7 @@ type PointOfContact struct {
 
 func (x *PointOfContact) Reset() {
 	*x = PointOfContact{}
-	mi := &file_pocnet_v1_directory_proto_msgTypes[4]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +545,7 @@ func (x *PointOfContact) String() string {
 func (*PointOfContact) ProtoMessage() {}
 
 func (x *PointOfContact) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_directory_proto_msgTypes[4]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +558,7 @@ func (x *PointOfContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PointOfContact.ProtoReflect.Descriptor instead.
 func (*PointOfContact) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{4}
+	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PointOfContact) GetRole() string {
@@ -541,7 +618,7 @@ type Hours struct {
 
 func (x *Hours) Reset() {
 	*x = Hours{}
-	mi := &file_pocnet_v1_directory_proto_msgTypes[5]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +630,7 @@ func (x *Hours) String() string {
 func (*Hours) ProtoMessage() {}
 
 func (x *Hours) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_directory_proto_msgTypes[5]
+	mi := &file_pocnet_v1_directory_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +643,7 @@ func (x *Hours) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hours.ProtoReflect.Descriptor instead.
 func (*Hours) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{5}
+	return file_pocnet_v1_directory_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Hours) GetAroundTheClock() bool {
@@ -597,7 +674,7 @@ const file_pocnet_v1_directory_proto_rawDesc = "" +
 	"\x19pocnet/v1/directory.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\"]\n" +
 	"\tDirectory\x12#\n" +
 	"\rfederation_id\x18\x01 \x01(\tR\ffederationId\x12+\n" +
-	"\amembers\x18\x02 \x03(\v2\x11.pocnet.v1.MemberR\amembers\"\xe8\x02\n" +
+	"\amembers\x18\x02 \x03(\v2\x11.pocnet.v1.MemberR\amembers\"\xba\x03\n" +
 	"\x06Member\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.pocnet.v1.MemberKindR\x04kind\x12\x12\n" +
@@ -606,7 +683,13 @@ const file_pocnet_v1_directory_proto_rawDesc = "" +
 	"\tendpoints\x18\x05 \x03(\tR\tendpoints\x12E\n" +
 	"\x11points_of_contact\x18\x06 \x03(\v2\x19.pocnet.v1.PointOfContactR\x0fpointsOfContact\x128\n" +
 	"\fsigning_keys\x18\a \x03(\v2\x15.pocnet.v1.SigningKeyR\vsigningKeys\x12A\n" +
-	"\x0fencryption_keys\x18\b \x03(\v2\x18.pocnet.v1.EncryptionKeyR\x0eencryptionKeys\"\xab\x01\n" +
+	"\x0fencryption_keys\x18\b \x03(\v2\x18.pocnet.v1.EncryptionKeyR\x0eencryptionKeys\x12P\n" +
+	"\x14revoked_certificates\x18\t \x03(\v2\x1d.pocnet.v1.RevokedCertificateR\x13revokedCertificates\"\x7f\n" +
+	"\x12RevokedCertificate\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\fR\x06sha256\x129\n" +
+	"\n" +
+	"revoked_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xab\x01\n" +
 	"\n" +
 	"SigningKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
@@ -655,35 +738,38 @@ func file_pocnet_v1_directory_proto_rawDescGZIP() []byte {
 }
 
 var file_pocnet_v1_directory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pocnet_v1_directory_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_pocnet_v1_directory_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_pocnet_v1_directory_proto_goTypes = []any{
 	(MemberKind)(0),               // 0: pocnet.v1.MemberKind
 	(KeyStatus)(0),                // 1: pocnet.v1.KeyStatus
 	(*Directory)(nil),             // 2: pocnet.v1.Directory
 	(*Member)(nil),                // 3: pocnet.v1.Member
-	(*SigningKey)(nil),            // 4: pocnet.v1.SigningKey
-	(*EncryptionKey)(nil),         // 5: pocnet.v1.EncryptionKey
-	(*PointOfContact)(nil),        // 6: pocnet.v1.PointOfContact
-	(*Hours)(nil),                 // 7: pocnet.v1.Hours
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(Kind)(0),                     // 9: pocnet.v1.Kind
+	(*RevokedCertificate)(nil),    // 4: pocnet.v1.RevokedCertificate
+	(*SigningKey)(nil),            // 5: pocnet.v1.SigningKey
+	(*EncryptionKey)(nil),         // 6: pocnet.v1.EncryptionKey
+	(*PointOfContact)(nil),        // 7: pocnet.v1.PointOfContact
+	(*Hours)(nil),                 // 8: pocnet.v1.Hours
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(Kind)(0),                     // 10: pocnet.v1.Kind
 }
 var file_pocnet_v1_directory_proto_depIdxs = []int32{
 	3,  // 0: pocnet.v1.Directory.members:type_name -> pocnet.v1.Member
 	0,  // 1: pocnet.v1.Member.kind:type_name -> pocnet.v1.MemberKind
-	6,  // 2: pocnet.v1.Member.points_of_contact:type_name -> pocnet.v1.PointOfContact
-	4,  // 3: pocnet.v1.Member.signing_keys:type_name -> pocnet.v1.SigningKey
-	5,  // 4: pocnet.v1.Member.encryption_keys:type_name -> pocnet.v1.EncryptionKey
-	1,  // 5: pocnet.v1.SigningKey.status:type_name -> pocnet.v1.KeyStatus
-	8,  // 6: pocnet.v1.SigningKey.retired_at:type_name -> google.protobuf.Timestamp
-	1,  // 7: pocnet.v1.EncryptionKey.status:type_name -> pocnet.v1.KeyStatus
-	7,  // 8: pocnet.v1.PointOfContact.hours:type_name -> pocnet.v1.Hours
-	9,  // 9: pocnet.v1.PointOfContact.accepted_kinds:type_name -> pocnet.v1.Kind
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	7,  // 2: pocnet.v1.Member.points_of_contact:type_name -> pocnet.v1.PointOfContact
+	5,  // 3: pocnet.v1.Member.signing_keys:type_name -> pocnet.v1.SigningKey
+	6,  // 4: pocnet.v1.Member.encryption_keys:type_name -> pocnet.v1.EncryptionKey
+	4,  // 5: pocnet.v1.Member.revoked_certificates:type_name -> pocnet.v1.RevokedCertificate
+	9,  // 6: pocnet.v1.RevokedCertificate.revoked_at:type_name -> google.protobuf.Timestamp
+	1,  // 7: pocnet.v1.SigningKey.status:type_name -> pocnet.v1.KeyStatus
+	9,  // 8: pocnet.v1.SigningKey.retired_at:type_name -> google.protobuf.Timestamp
+	1,  // 9: pocnet.v1.EncryptionKey.status:type_name -> pocnet.v1.KeyStatus
+	8,  // 10: pocnet.v1.PointOfContact.hours:type_name -> pocnet.v1.Hours
+	10, // 11: pocnet.v1.PointOfContact.accepted_kinds:type_name -> pocnet.v1.Kind
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_pocnet_v1_directory_proto_init() }
@@ -698,7 +784,7 @@ func file_pocnet_v1_directory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pocnet_v1_directory_proto_rawDesc), len(file_pocnet_v1_directory_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
