@@ -172,3 +172,30 @@ func dupIndex(sorted []string) int {
 	}
 	return -1
 }
+
+// DescribeRule names a rule for people, e.g. "supermajority of 70%", with
+// its silence period for observer admissions.
+func DescribeRule(r *pocnetv1.DecisionRule) string {
+	return fmt.Sprintf("%s; observers by silence of %s", describe(r), r.GetSilencePeriod().AsDuration())
+}
+
+// DescribeChange says in words what a change does, e.g. "admission of XDD";
+// a nil change is the genesis.
+func DescribeChange(c *pocnetv1.Change) string {
+	switch k := c.GetChange().(type) {
+	case *pocnetv1.Change_EntryUpdate:
+		return "entry update of " + k.EntryUpdate.GetState()
+	case *pocnetv1.Change_Admission:
+		return "admission of " + k.Admission.GetState()
+	case *pocnetv1.Change_Removal:
+		return "removal of " + k.Removal.GetState()
+	case *pocnetv1.Change_RuleChange:
+		return "rule change"
+	case *pocnetv1.Change_ObserverAdmission:
+		return "observer admission of " + k.ObserverAdmission.GetState()
+	case nil:
+		return "genesis"
+	default:
+		return fmt.Sprintf("unknown change %T", k)
+	}
+}
