@@ -14,8 +14,8 @@ import (
 // Key id prefixes name the algorithm, so that an id can never be read as a
 // key of another kind.
 const (
-	signingKeyPrefix    = "ed25519:"
-	encryptionKeyPrefix = "mlkem768x25519:"
+	SigningKeyPrefix    = "ed25519:"
+	EncryptionKeyPrefix = "mlkem768x25519:"
 )
 
 // KEM is the HPKE KEM of every published encryption key: ML-KEM-768 with
@@ -26,13 +26,13 @@ func KEM() hpke.KEM { return hpke.MLKEM768X25519() }
 // SigningKeyID is the key id of an Ed25519 public key.
 func SigningKeyID(pub ed25519.PublicKey) string {
 	sum := sha256.Sum256(pub)
-	return signingKeyPrefix + hex.EncodeToString(sum[:16])
+	return SigningKeyPrefix + hex.EncodeToString(sum[:16])
 }
 
 // EncryptionKeyID is the key id of a serialized HPKE public key.
 func EncryptionKeyID(pub []byte) string {
 	sum := sha256.Sum256(pub)
-	return encryptionKeyPrefix + hex.EncodeToString(sum[:16])
+	return EncryptionKeyPrefix + hex.EncodeToString(sum[:16])
 }
 
 // validateKeys checks a member's published keys: ids derived from the keys
