@@ -122,6 +122,7 @@ type Manager struct {
 
 	kick    chan struct{}  // wakes the loop to push at once
 	pulling sync.Map       // state → struct{}: a pull from it is running
+	nudging sync.Map       // state → struct{}: an offer to it is running
 	wg      sync.WaitGroup // background goroutines
 	ctx     context.Context
 	cancel  context.CancelFunc

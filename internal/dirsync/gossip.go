@@ -335,3 +335,23 @@ func (m *Manager) adoptEffective() {
 	defer m.mu.Unlock()
 	m.adoptReady(m.ctx)
 }
+
+// Nudge offers to peer at once, in the background: the peer named a key
+// this node does not know, so it may hold a newer version. At most one
+// nudge per peer runs at a time.
+func (m *Manager) Nudge(peer string) {
+	if m.ctx.Err() != nil {
+		return
+	}
+	if _, busy := m.nudging.LoadOrStore(peer, struct{}{}); busy {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer m.nudging.Delete(peer)
+		if err := m.offerTo(peer); err != nil && m.ctx.Err() == nil {
+			m.log.Debug("directory offer after an unknown key not answered", zap.String("peer", peer), zap.Error(err))
+		}
+	}()
+}
