@@ -137,7 +137,7 @@ func (m *Member) Write(dir string, genesis *pocnetv1.SignedVersion) error {
 		return fmt.Errorf("certs: encode genesis: %w", err)
 	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-		return fmt.Errorf("certs: %s: %w: the folder is not empty", dir, ErrExists)
+		return fmt.Errorf("certs: %s is not empty: a participant's material goes into a new folder", dir)
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("certs: %w", err)
 	}
