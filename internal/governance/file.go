@@ -13,6 +13,10 @@ import (
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
+// This file holds the package's one exception to reading no file: the
+// genesis an operator installs, and the JSON form of a signed version.
+// Nothing here verifies; Verify and Chain stay pure.
+
 // MaxJSONSize bounds a signed version in its JSON form: base64 makes the
 // version bytes a third longer than MaxSize allows them to be, and JSON adds
 // names and indentation around each signature.
