@@ -26,6 +26,7 @@ import (
 	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/envelope"
 	"github.com/pocnet/pocnet/internal/exchange"
+	"github.com/pocnet/pocnet/internal/governance"
 	"github.com/pocnet/pocnet/internal/identity"
 	"github.com/pocnet/pocnet/internal/relay"
 	"github.com/pocnet/pocnet/internal/store"
@@ -70,6 +71,7 @@ type Node struct {
 	worker    *relay.Worker
 	transport *peers.Transport
 	dir       *directory.Source
+	chain     *governance.Chain // the directory's version chain, from the genesis
 	self      identity.ID
 	now       func() time.Time
 	served    chan error
@@ -92,12 +94,18 @@ func Start(o Options) (n *Node, err error) {
 	if now == nil {
 		now = time.Now
 	}
-	d, err := directory.Load(cfg.Directory)
+	genesis, err := governance.LoadGenesis(cfg.Genesis)
 	if err != nil {
 		return nil, err
 	}
+	// The genesis is trusted only once every founder's signature verifies.
+	chain, err := governance.NewChain(genesis, now())
+	if err != nil {
+		return nil, fmt.Errorf("genesis %s: %w", cfg.Genesis, err)
+	}
+	d := chain.Latest().Directory()
 	if _, ok := d.Member(cfg.State); !ok {
-		return nil, fmt.Errorf("state: %s is not a member of the directory %s", cfg.State, cfg.Directory)
+		return nil, fmt.Errorf("state: %s is not a member of the federation's genesis %s", cfg.State, cfg.Genesis)
 	}
 	dir := directory.NewSource(d)
 	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
@@ -133,7 +141,7 @@ func Start(o Options) (n *Node, err error) {
 		lis.Close()
 		return nil, err
 	}
-	n = &Node{log: log, cfg: cfg, lis: lis, db: db, dir: dir, self: self, now: now, served: make(chan error, 1)}
+	n = &Node{log: log, cfg: cfg, lis: lis, db: db, dir: dir, chain: chain, self: self, now: now, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			n.closeAll()
