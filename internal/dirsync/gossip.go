@@ -355,3 +355,18 @@ func (m *Manager) Nudge(peer string) {
 		}
 	}()
 }
+
+// SyncNow offers to every peer and waits for the answers and for the pulls
+// they start: a node that is not yet a member calls it while it waits to be
+// admitted.
+func (m *Manager) SyncNow() {
+	m.offerAll(true)
+	for {
+		busy := false
+		m.pulling.Range(func(any, any) bool { busy = true; return false })
+		if !busy || m.ctx.Err() != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
