@@ -7,7 +7,6 @@ package node
 import (
 	"context"
 	"crypto/hpke"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -78,6 +77,7 @@ type Node struct {
 	ctx       context.Context // background work; cancelled by Stop
 	cancel    context.CancelFunc
 	rewrap    sync.Mutex // held while a rewrap runs
+	certs     *identity.CertFile
 }
 
 // Start opens everything and serves. On error, whatever was opened is
@@ -100,19 +100,12 @@ func Start(o Options) (n *Node, err error) {
 		return nil, fmt.Errorf("state: %s is not a member of the directory %s", cfg.State, cfg.Directory)
 	}
 	dir := directory.NewSource(d)
-	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
-	}
 	self := identity.Node(d.Federation(), cfg.State)
 	// Refuse to start with a certificate the peers would refuse: it must
 	// name this node and chain to this state's CA in the directory.
-	id, _, err := d.Bundle().Verify(cert.Certificate, 0, now())
+	certs, err := loadCertificate(cfg.TLS.Cert, cfg.TLS.Key, dir, self, now, func(err error) { n.certificateChanged(err) })
 	if err != nil {
-		return nil, fmt.Errorf("tls.cert: %w", err)
-	}
-	if id != self {
-		return nil, fmt.Errorf("tls.cert: certificate names %s, but this node is %s", id, self)
+		return nil, err
 	}
 	signer, opener, err := loadKeys(cfg, d, now())
 	if err != nil {
@@ -133,20 +126,20 @@ func Start(o Options) (n *Node, err error) {
 		lis.Close()
 		return nil, err
 	}
-	n = &Node{log: log, cfg: cfg, lis: lis, db: db, dir: dir, self: self, now: now, served: make(chan error, 1)}
+	n = &Node{log: log, cfg: cfg, lis: lis, db: db, dir: dir, self: self, now: now, served: make(chan error, 1), certs: certs}
 	defer func() {
 		if err != nil {
 			n.closeAll()
 		}
 	}()
-	if err := n.recordStart(&cert, d); err != nil {
+	if err := n.recordStart(certs.Certificate(), d); err != nil {
 		return nil, err
 	}
 	ex, err := exchange.New(exchange.Config{State: cfg.State, Directory: dir, Store: db, Signer: signer, Sealer: envelope.NewSealer(d.Federation(), cfg.State, now), Opener: opener, Logger: log.Named("exchange"), Now: now})
 	if err != nil {
 		return nil, err
 	}
-	n.transport = peers.New(peers.Config{Certificate: &cert, Directory: dir, Logger: log.Named("peers")})
+	n.transport = peers.New(peers.Config{GetCertificate: certs.Certificate, Directory: dir, Logger: log.Named("peers")})
 	n.worker = relay.New(relay.Config{
 		Transport: n.transport, Handler: ex, Logger: log.Named("relay"), Now: now,
 		BaseBackoff: o.BaseBackoff, MaxBackoff: cfg.Relay.MaxBackoff, DeliverTimeout: cfg.Relay.DeliverTimeout,
@@ -160,7 +153,7 @@ func Start(o Options) (n *Node, err error) {
 
 	authz := &auth.Authorizer{Self: self, Directory: dir, Logger: log.Named("auth")}
 	n.srv = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(identity.ServerConfig(&cert, dir, self, now))),
+		grpc.Creds(credentials.NewTLS(identity.ServerConfigFunc(certs.Certificate, dir, self, now))),
 		grpc.ChainUnaryInterceptor(authz.Unary),
 		grpc.ChainStreamInterceptor(authz.Stream),
 		grpc.MaxRecvMsgSize(MaxRecvMessageSize),
@@ -183,6 +176,8 @@ func Start(o Options) (n *Node, err error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.ctx, n.cancel = ctx, cancel
+	n.announce.Add(1)
+	go func() { defer n.announce.Done(); authz.Run(ctx) }() // ends running streams a new directory no longer trusts
 	n.announceTo(ctx, d)
 	log.Info("node started", zap.String("identity", self.String()), zap.String("listen", lis.Addr().String()),
 		zap.Int("members", len(d.States())), zap.Int("queued_for_delivery", queued), zap.Bool("reflection", cfg.Reflection))
