@@ -89,6 +89,7 @@ type Node struct {
 	ctx       context.Context // background work; cancelled by Stop
 	cancel    context.CancelFunc
 	rewrap    sync.Mutex // held while a rewrap runs
+	certs     *identity.CertFile
 }
 
 // Start opens everything and serves. On error, whatever was opened is
@@ -161,27 +162,32 @@ func Start(o Options) (n *Node, err error) {
 	}
 	dir := n.mgr.Source()
 	n.dir = dir
-	n.transport = peers.New(peers.Config{Certificate: &cert, Directory: dir, Logger: log.Named("peers")})
-	n.mgr.SetPeers(n.transport)
 	if !n.mgr.IsMember() {
-		if err := n.join(o.Context); err != nil {
+		// Until admitted, the certificate cannot verify against the
+		// directory in force: it is only presented to the members' nodes,
+		// which judge it by theirs.
+		joining := peers.New(peers.Config{Certificate: &cert, Directory: dir, Logger: log.Named("peers")})
+		n.mgr.SetPeers(joining)
+		err := n.join(o.Context)
+		n.mgr.SetPeers(nil)
+		joining.Close()
+		if err != nil {
 			return nil, err
 		}
 	}
 	d := dir.Directory()
 	// Refuse to start with a certificate the peers would refuse: it must
 	// name this node and chain to this state's CA in the directory.
-	id, _, err := d.Bundle().Verify(cert.Certificate, 0, now())
+	n.certs, err = loadCertificate(cfg.TLS.Cert, cfg.TLS.Key, dir, self, now, func(err error) { n.certificateChanged(err) })
 	if err != nil {
-		return nil, fmt.Errorf("tls.cert: %w", err)
+		return nil, err
 	}
-	if id != self {
-		return nil, fmt.Errorf("tls.cert: certificate names %s, but this node is %s", id, self)
-	}
+	n.transport = peers.New(peers.Config{GetCertificate: n.certs.Certificate, Directory: dir, Logger: log.Named("peers")})
+	n.mgr.SetPeers(n.transport)
 	if err := checkKeys(cfg.State, d, signer, opener); err != nil {
 		return nil, err
 	}
-	if err := n.recordStart(&cert, d); err != nil {
+	if err := n.recordStart(n.certs.Certificate(), d); err != nil {
 		return nil, err
 	}
 	ex, err := exchange.New(exchange.Config{
@@ -204,7 +210,7 @@ func Start(o Options) (n *Node, err error) {
 
 	authz := &auth.Authorizer{Self: self, Directory: dir, Logger: log.Named("auth")}
 	n.srv = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(identity.ServerConfig(&cert, dir, self, now))),
+		grpc.Creds(credentials.NewTLS(identity.ServerConfigFunc(n.certs.Certificate, dir, self, now))),
 		grpc.ChainUnaryInterceptor(authz.Unary),
 		grpc.ChainStreamInterceptor(authz.Stream),
 		grpc.MaxRecvMsgSize(MaxRecvMessageSize),
@@ -229,6 +235,8 @@ func Start(o Options) (n *Node, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.ctx, n.cancel = ctx, cancel
 	n.mgr.Start()
+	n.announce.Add(1)
+	go func() { defer n.announce.Done(); authz.Run(ctx) }() // ends running streams a new directory no longer trusts
 	n.announceTo(ctx, d)
 	log.Info("node started", zap.String("identity", self.String()), zap.String("listen", lis.Addr().String()),
 		zap.Int("members", len(d.States())), zap.Uint64("directory_version", n.mgr.Latest().Number()), zap.Int("queued_for_delivery", queued), zap.Bool("reflection", cfg.Reflection))
