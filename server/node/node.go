@@ -140,9 +140,11 @@ func Start(o Options) (n *Node, err error) {
 		return nil, err
 	}
 	n = &Node{log: log, cfg: cfg, lis: lis, db: db, self: self, now: now, served: make(chan error, 1)}
+	// n itself is nil once an error is returned: the cleanup keeps its own.
+	built := n
 	defer func() {
 		if err != nil {
-			n.closeAll()
+			built.closeAll()
 		}
 	}()
 	signer, err := envelope.NewSigner(signingKey)
@@ -178,7 +180,7 @@ func Start(o Options) (n *Node, err error) {
 	d := dir.Directory()
 	// Refuse to start with a certificate the peers would refuse: it must
 	// name this node and chain to this state's CA in the directory.
-	n.certs, err = loadCertificate(cfg.TLS.Cert, cfg.TLS.Key, dir, self, now, func(err error) { n.certificateChanged(err) })
+	n.certs, err = loadCertificate(cfg.TLS.Cert, cfg.TLS.Key, dir, self, now, func(err error) { built.certificateChanged(err) })
 	if err != nil {
 		return nil, err
 	}
