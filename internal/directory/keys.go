@@ -1,11 +1,11 @@
 package directory
 
 import (
-	"errors"
 	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
