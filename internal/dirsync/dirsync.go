@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -113,6 +114,7 @@ type Manager struct {
 	log    *zap.Logger
 	source *directory.Source
 	chain  *governance.Chain
+	latest atomic.Pointer[governance.Version] // the chain's latest once stored and in force
 
 	mu        sync.Mutex // serializes changes to the chain, proposals and keys
 	proposals map[[32]byte]*pocnetv1.SignedVersion
@@ -204,6 +206,7 @@ func New(cfg Config) (*Manager, error) {
 			return nil, err
 		}
 	}
+	m.latest.Store(chain.Latest())
 	m.switchSigner(chain.Latest().Directory())
 	return m, nil
 }
@@ -284,8 +287,8 @@ func (m *Manager) SetPeers(p Peers) {
 	m.peers = p
 }
 
-// Latest returns the version in force.
-func (m *Manager) Latest() *governance.Version { return m.chain.Latest() }
+// Latest returns the version in force: stored, and in Source.
+func (m *Manager) Latest() *governance.Version { return m.latest.Load() }
 
 // Version returns version n.
 func (m *Manager) Version(n uint64) (*governance.Version, bool) { return m.chain.Version(n) }
@@ -322,19 +325,31 @@ func (m *Manager) adopt(ctx context.Context, sv *pocnetv1.SignedVersion, from st
 		// was adopted elsewhere without it. Refuse; say so.
 		return nil, fmt.Errorf("%w: version %d is an observer admission this node holds an objection to", governance.ErrObjected, latest.Number()+1)
 	}
-	v, err := m.chain.Add(sv, m.cfg.Now())
+	now := m.cfg.Now()
+	v, err := governance.Verify(latest, sv, now)
 	if err != nil {
+		// Not the next version: the chain says what it is (a replay, a
+		// gap, a fork) and keeps a fork for reporting.
+		_, err := m.chain.Add(sv, now)
 		var fe *governance.ForkError
 		if errors.As(err, &fe) {
 			m.log.Error("directory fork detected and refused", zap.String("from", from), zap.Error(fe))
 			m.audit(ctx, fmt.Sprintf("fork detected and refused: %v (from %s)", fe, from))
 		}
+		if err == nil {
+			err = fmt.Errorf("%w: version accepted by the chain but not as the child of version %d", governance.ErrInvalid, latest.Number())
+		}
 		return nil, err
 	}
+	// On disk before anything uses it: a version in force survives a crash.
 	if err := m.persist(ctx, v, nil); err != nil {
 		return nil, err
 	}
+	if v, err = m.chain.Add(sv, now); err != nil {
+		return nil, fmt.Errorf("stored version %d refused by the chain: %w", latest.Number()+1, err)
+	}
 	m.source.Set(v.Directory())
+	m.latest.Store(v)
 	m.switchSigner(v.Directory())
 	m.closeProposals(v)
 	m.log.Info("directory version in force", zap.Uint64("version", v.Number()), zap.String("change", governance.DescribeChange(v.Change())),

@@ -424,3 +424,7 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 		}
 	}
 }
+
+// ReloadCertificates makes the running node read its certificate files
+// again, as SIGHUP does.
+func (n *Node) ReloadCertificates() error { return n.node.ReloadCertificates() }

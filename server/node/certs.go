@@ -45,8 +45,8 @@ func loadCertificate(certPath, keyPath string, dir *directory.Source, self ident
 // ReloadCertificates reads tls.cert and tls.key again and presents the new
 // certificate from the next handshake on, to operators and peers alike,
 // without a restart; pocnode calls it on SIGHUP (the node also notices new
-// files by itself within seconds). Connections already open keep the
-// certificate they were made with. A pair that does not load, whose key
+// files by itself within seconds). Connections to peers are made again with
+// it; connections operators opened keep the certificate they were made with. A pair that does not load, whose key
 // does not match, or that does not name this node and chain to its
 // state's CA in the directory in force, is refused, and the certificate in
 // use stays.
@@ -67,6 +67,11 @@ func (n *Node) certificateChanged(err error) {
 		return
 	}
 	leaf := n.certs.Leaf()
+	if n.transport != nil {
+		// Connections to peers were made with the old certificate: make
+		// new ones, so that a revocation of the old one cuts nothing.
+		n.transport.Redial()
+	}
 	n.log.Info("certificate reloaded", zap.String("sha256", fmt.Sprintf("%x", sha256.Sum256(leaf.Raw))), zap.Time("not_after", leaf.NotAfter))
 	n.recordAdmin(fmt.Sprintf("certificate reloaded: sha256:%x, valid until %s", sha256.Sum256(leaf.Raw), leaf.NotAfter.UTC().Format(time.RFC3339)))
 }

@@ -339,3 +339,16 @@ func (t *Transport) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Redial closes every connection, so that the next call to each peer
+// handshakes again: after the node's own certificate changed, peers see the
+// new one at once rather than only on connections opened later (an old
+// certificate may be about to be revoked).
+func (t *Transport) Redial() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for s, c := range t.conns {
+		c.cc.Close()
+		delete(t.conns, s)
+	}
+}

@@ -2,11 +2,12 @@
 //
 //	pocnode --config pocnode.yaml
 //
-// It stops gracefully on SIGINT or SIGTERM, and reloads its data keys on
-// SIGHUP.
+// It stops gracefully on SIGINT or SIGTERM, and reloads its data keys and
+// its certificate on SIGHUP.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -60,7 +61,14 @@ func run() int {
 	if *check {
 		cfg.Listen = "127.0.0.1:0"
 	}
-	n, err := node.Start(node.Options{Config: cfg, Logger: log})
+	// A participant the members have not admitted yet waits in Start,
+	// asking their nodes for the directory; SIGINT or SIGTERM ends the wait.
+	startCtx, cancelStart := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	if *check {
+		cancelStart()
+	}
+	n, err := node.Start(node.Options{Config: cfg, Logger: log, Context: startCtx})
+	cancelStart()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pocnode: cannot start: %v\n", err)
 		return 1
@@ -80,6 +88,11 @@ func run() int {
 				// file (it becomes current), then send SIGHUP.
 				if err := n.ReloadDataKeys(); err != nil {
 					log.Error("data keys not reloaded; the node keeps the keys it had", zap.Error(err))
+				}
+				// Certificate renewal: new files in place, then SIGHUP (the
+				// node also notices them by itself within seconds).
+				if err := n.ReloadCertificates(); err != nil {
+					log.Error("certificate not reloaded; the node keeps the one it has", zap.Error(err))
 				}
 				continue
 			}
