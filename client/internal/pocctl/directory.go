@@ -36,7 +36,10 @@ it: your state changes its own entry alone (update, rotate-keys); admitting
 or removing a member and changing the rule need the signatures of state
 members under the rule in force (propose, sign); an observer is admitted
 unless a state member objects within the silence period (propose observer,
-object). Changes need an admin operator.`,
+object). Changes need an admin operator.
+
+With --output json it prints the directory in force (pocnet.v1.Directory);
+'pocctl directory history' gives the version and its hash.`,
 		Args: exactArgs(),
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			return a.call(cmd, func(ctx context.Context, c *client.Client) error {
@@ -45,7 +48,10 @@ object). Changes need an admin operator.`,
 					return err
 				}
 				if a.json() {
-					return a.printJSON(v, false)
+					// The directory alone, as before the chain, so that
+					// scripts reading it keep working; the version and its
+					// hash are in 'directory history' and 'export --signed'.
+					return a.printJSON(v.GetDirectory(), false)
 				}
 				if err := writeDirectoryHead(a.env.Stdout, v, hash, a.now()); err != nil {
 					return err
