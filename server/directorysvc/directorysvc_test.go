@@ -1,4 +1,4 @@
-package directorysvc
+package directorysvc_test
 
 import (
 	"bytes"
@@ -14,8 +14,25 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/pocnet/pocnet/internal/governance"
+	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
+	"github.com/pocnet/pocnet/server/directorysvc"
+	"github.com/pocnet/pocnet/server/directorysvc/directorysvctest"
 )
+
+// newDirectory is a chain of XAA, XBB and XCC played by XAA's node, with
+// XDD kept to be proposed for admission.
+func newDirectory(t *testing.T) (*directorysvctest.Directory, *directorysvc.Service) {
+	t.Helper()
+	d := directorysvctest.New(t, directorysvctest.Options{})
+	return d, directorysvc.New(directorysvc.Config{Directory: d})
+}
+
+// adminCtx is a call by an admin operator of XAA, as the interceptor
+// passes it on.
+func adminCtx(d *directorysvctest.Directory) context.Context {
+	return identity.NewContext(context.Background(), identity.Operator(d.Federation().ID, "XAA", identity.AdminRole, "duty"))
+}
 
 func wantStatus(t *testing.T, err error, code codes.Code, msg string) {
 	t.Helper()
@@ -32,14 +49,13 @@ func ruleOf(r *pocnetv1.DecisionRule) *pocnetv1.ProposeRequest {
 // TestValidation checks that the handlers refuse bad requests with the
 // field named and without calling the manager.
 func TestValidation(t *testing.T) {
-	d := newChainDirectory(t)
-	d.rename(2)
-	s := New(Config{Directory: d})
-	ctx := adminCtx(d.fed)
-	xbb := d.entry("XBB")
-	observer := d.entry("XDD")
+	d, s := newDirectory(t)
+	d.Rename(2)
+	ctx := adminCtx(d)
+	xbb := d.Entry("XBB")
+	observer := d.Entry("XDD")
 	observer.Kind = pocnetv1.MemberKind_MEMBER_KIND_OBSERVER
-	noState := d.entry("XAA")
+	noState := d.Entry("XAA")
 	noState.State = ""
 	super := func(p uint32) *pocnetv1.DecisionRule {
 		return &pocnetv1.DecisionRule{Rule: &pocnetv1.DecisionRule_Supermajority{Supermajority: &pocnetv1.SupermajorityRule{Percent: p}}, SilencePeriod: durationpb.New(time.Hour)}
@@ -47,7 +63,7 @@ func TestValidation(t *testing.T) {
 	threshold := func(n uint32) *pocnetv1.DecisionRule {
 		return &pocnetv1.DecisionRule{Rule: &pocnetv1.DecisionRule_Threshold{Threshold: &pocnetv1.ThresholdRule{States: n}}, SilencePeriod: durationpb.New(time.Hour)}
 	}
-	silent := consensus()
+	silent := directorysvctest.Consensus(time.Hour)
 	silent.SilencePeriod = nil
 
 	tests := []struct {
@@ -141,7 +157,7 @@ func TestValidation(t *testing.T) {
 			return err
 		}, codes.Unauthenticated, "no verified caller identity"},
 		{"no caller for a change", func() error {
-			_, err := s.UpdateEntry(context.Background(), &pocnetv1.UpdateEntryRequest{Member: d.entry("XAA")})
+			_, err := s.UpdateEntry(context.Background(), &pocnetv1.UpdateEntryRequest{Member: d.Entry("XAA")})
 			return err
 		}, codes.Unauthenticated, "no verified caller identity"},
 	}
@@ -175,10 +191,9 @@ func seq(from, to uint64) []uint64 {
 }
 
 func TestHistoryPaging(t *testing.T) {
-	d := newChainDirectory(t)
-	d.rename(59) // versions 1 to 60
-	s := New(Config{Directory: d})
-	ctx := adminCtx(d.fed)
+	d, s := newDirectory(t)
+	d.Rename(59) // versions 1 to 60
+	ctx := adminCtx(d)
 	tests := []struct {
 		before uint64
 		limit  uint32
@@ -229,10 +244,9 @@ func TestHistoryPaging(t *testing.T) {
 }
 
 func TestHistorySummaries(t *testing.T) {
-	d := newChainDirectory(t)
-	d.rename(2)
-	s := New(Config{Directory: d})
-	resp, err := s.GetHistory(adminCtx(d.fed), &pocnetv1.GetHistoryRequest{})
+	d, s := newDirectory(t)
+	d.Rename(2)
+	resp, err := s.GetHistory(adminCtx(d), &pocnetv1.GetHistoryRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,11 +277,10 @@ func TestHistorySummaries(t *testing.T) {
 }
 
 func TestHistoryReportsForks(t *testing.T) {
-	d := newChainDirectory(t)
-	d.rename(2)
-	d.fork()
-	s := New(Config{Directory: d})
-	resp, err := s.GetHistory(adminCtx(d.fed), &pocnetv1.GetHistoryRequest{Limit: 1})
+	d, s := newDirectory(t)
+	d.Rename(2)
+	d.Fork()
+	resp, err := s.GetHistory(adminCtx(d), &pocnetv1.GetHistoryRequest{Limit: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,10 +298,9 @@ func TestHistoryReportsForks(t *testing.T) {
 }
 
 func TestGetVersion(t *testing.T) {
-	d := newChainDirectory(t)
-	d.rename(2)
-	s := New(Config{Directory: d})
-	ctx := adminCtx(d.fed)
+	d, s := newDirectory(t)
+	d.Rename(2)
+	ctx := adminCtx(d)
 	for _, n := range []uint64{0, 1, 2, 3} {
 		resp, err := s.GetVersion(ctx, &pocnetv1.GetVersionRequest{Version: n})
 		if err != nil {
@@ -307,17 +319,16 @@ func TestGetVersion(t *testing.T) {
 			t.Errorf("version %d: decoded version %d does not match", n, resp.GetVersion().GetVersion())
 		}
 		// What an operator exports verifies as the chain's own version.
-		if _, err := governance.Verify(nil, resp.GetSigned(), d.now()); want == 1 && err != nil {
+		if _, err := governance.Verify(nil, resp.GetSigned(), d.Now()); want == 1 && err != nil {
 			t.Errorf("exported genesis does not verify: %v", err)
 		}
 	}
 }
 
 func TestUpdateEntry(t *testing.T) {
-	d := newChainDirectory(t)
-	s := New(Config{Directory: d})
-	ctx := adminCtx(d.fed)
-	m := d.entry("XAA")
+	d, s := newDirectory(t)
+	ctx := adminCtx(d)
+	m := d.Entry("XAA")
 	m.Endpoints = []string{"xaa.example:7401"}
 	resp, err := s.UpdateEntry(ctx, &pocnetv1.UpdateEntryRequest{Member: m, BaseVersion: 1})
 	if err != nil {
@@ -338,56 +349,96 @@ func TestUpdateEntry(t *testing.T) {
 }
 
 func TestRotateKeys(t *testing.T) {
-	d := newChainDirectory(t)
-	s := New(Config{Directory: d})
-	ctx := adminCtx(d.fed)
-	resp, err := s.RotateKeys(ctx, &pocnetv1.RotateKeysRequest{Signing: true})
+	d, s := newDirectory(t)
+	ctx := adminCtx(d)
+	resp, err := s.RotateKeys(ctx, &pocnetv1.RotateKeysRequest{Signing: true, Encryption: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.GetVersion().GetVersion() != 2 || !strings.HasPrefix(resp.GetSigningKeyId(), "ed25519:") || resp.GetEncryptionKeyId() != "" {
+	if v := resp.GetVersion(); v.GetVersion() != 2 || v.GetDescription() != "entry update of XAA" ||
+		!strings.HasPrefix(resp.GetSigningKeyId(), "ed25519:") || !strings.HasPrefix(resp.GetEncryptionKeyId(), "mlkem768x25519:") {
 		t.Errorf("rotate: %v", resp)
 	}
-	if k, ok := d.Latest().Directory().SigningKey("XAA", resp.GetSigningKeyId()); !ok || k.GetStatus() != pocnetv1.KeyStatus_KEY_STATUS_ACTIVE {
-		t.Errorf("new key %s not active in force: %v", resp.GetSigningKeyId(), k)
+	dir := d.Latest().Directory()
+	if k, ok := dir.SigningKey("XAA", resp.GetSigningKeyId()); !ok || k.GetStatus() != pocnetv1.KeyStatus_KEY_STATUS_ACTIVE {
+		t.Errorf("new signing key %s not active in force: %v", resp.GetSigningKeyId(), k)
+	}
+	if k, ok := dir.SealingKey("XAA"); !ok || k.GetKeyId() != resp.GetEncryptionKeyId() {
+		t.Errorf("senders seal to %v, want %s", k, resp.GetEncryptionKeyId())
 	}
 	// The next version is signed with the new key.
-	m := d.entry("XAA")
-	got, _ := d.Latest().Directory().Member("XAA")
-	m.SigningKeys = got.GetSigningKeys()
+	m, _ := dir.Member("XAA")
+	m = proto.Clone(m).(*pocnetv1.Member)
 	m.Name = "Testland XAA, rotated"
-	if _, err := s.UpdateEntry(ctx, &pocnetv1.UpdateEntryRequest{Member: m}); err != nil {
+	if _, err := s.UpdateEntry(ctx, &pocnetv1.UpdateEntryRequest{Member: m, BaseVersion: 2}); err != nil {
 		t.Fatalf("update after rotation: %v", err)
 	}
 }
 
 func TestProposals(t *testing.T) {
-	d := newChainDirectory(t)
-	s := New(Config{Directory: d})
-	ctx := adminCtx(d.fed)
-	resp, err := s.Propose(ctx, &pocnetv1.ProposeRequest{Proposal: &pocnetv1.ProposeRequest_Admit{Admit: d.entry("XDD")}})
+	d, s := newDirectory(t)
+	ctx := adminCtx(d)
+	resp, err := s.Propose(ctx, &pocnetv1.ProposeRequest{Proposal: &pocnetv1.ProposeRequest_Admit{Admit: d.Entry("XDD")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := resp.GetProposal()
-	if len(p.GetHash()) != 32 || p.GetVersion() != 2 || p.GetDescription() != "admission of XDD" || p.GetNeeded() != 3 ||
-		!slices.Equal(p.GetSigned(), []string{"XAA"}) || !slices.Equal(p.GetMissing(), []string{"XBB", "XCC"}) {
-		t.Errorf("proposal %v", p)
+	admit := resp.GetProposal()
+	if len(admit.GetHash()) != 32 || admit.GetVersion() != 2 || admit.GetDescription() != "admission of XDD" || admit.GetNeeded() != 3 ||
+		admit.GetState() != pocnetv1.ProposalState_PROPOSAL_STATE_PENDING ||
+		!slices.Equal(admit.GetSigned(), []string{"XAA"}) || !slices.Equal(admit.GetMissing(), []string{"XBB", "XCC"}) {
+		t.Errorf("proposal %v", admit)
+	}
+	// The manager's refusal reaches the caller as it is.
+	_, err = s.Sign(ctx, &pocnetv1.SignRequest{Hash: admit.GetHash()})
+	wantStatus(t, err, codes.FailedPrecondition, "XAA signed the admission of XDD already")
+
+	// XBB proposes to remove XCC; XAA's signature completes it, and the
+	// admission, proposed as the same version 2, is superseded.
+	removal := d.Offer("XBB", &pocnetv1.ProposeRequest{Proposal: &pocnetv1.ProposeRequest_Remove{Remove: "XCC"}})
+	signed, err := s.Sign(ctx, &pocnetv1.SignRequest{Hash: removal.GetHash()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := signed.GetProposal(); p.GetState() != pocnetv1.ProposalState_PROPOSAL_STATE_ADOPTED || !slices.Equal(p.GetSigned(), []string{"XBB", "XAA"}) {
+		t.Errorf("removal after signing: %v", p)
+	}
+	if _, ok := d.Latest().Directory().Member("XCC"); ok || d.Latest().Number() != 2 {
+		t.Errorf("version %d in force still lists XCC", d.Latest().Number())
 	}
 	list, err := s.ListProposals(ctx, &pocnetv1.ListProposalsRequest{})
-	if err != nil || len(list.GetProposals()) != 1 || !proto.Equal(list.GetProposals()[0], p) {
+	if err != nil || len(list.GetProposals()) != 2 {
 		t.Fatalf("list: %v, %v", list, err)
 	}
-	signed, err := s.Sign(ctx, &pocnetv1.SignRequest{Hash: p.GetHash()})
-	if err != nil || !proto.Equal(signed.GetProposal(), p) {
-		t.Errorf("sign: %v, %v", signed, err)
+	if st := list.GetProposals()[0].GetState(); st != pocnetv1.ProposalState_PROPOSAL_STATE_SUPERSEDED {
+		t.Errorf("admission is %v, want superseded", st)
 	}
-	_, err = s.Object(ctx, &pocnetv1.ObjectRequest{Hash: p.GetHash()})
-	wantStatus(t, err, codes.FailedPrecondition, "admission of XDD is not an observer admission")
-	other := bytes.Repeat([]byte{7}, 32)
-	_, err = s.Sign(ctx, &pocnetv1.SignRequest{Hash: other})
-	wantStatus(t, err, codes.NotFound, "no proposal 07070707")
-	if got := d.Calls(); !slices.Equal(got, []string{"Propose", "Proposals", "Sign", "Object", "Sign"}) {
-		t.Errorf("manager calls %v", got)
+	_, err = s.Object(ctx, &pocnetv1.ObjectRequest{Hash: removal.GetHash()})
+	wantStatus(t, err, codes.FailedPrecondition, "only those are objected to")
+	_, err = s.Sign(ctx, &pocnetv1.SignRequest{Hash: bytes.Repeat([]byte{7}, 32)})
+	wantStatus(t, err, codes.NotFound, "no proposal 0707070707070707")
+
+	// An observer admission waits out its silence period; one objection
+	// stops it. An entry naming no kind gets the admission's.
+	entry := d.Entry("XDD")
+	entry.Kind = pocnetv1.MemberKind_MEMBER_KIND_UNSPECIFIED
+	resp, err = s.Propose(ctx, &pocnetv1.ProposeRequest{Proposal: &pocnetv1.ProposeRequest_AdmitObserver{AdmitObserver: entry}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := resp.GetProposal()
+	if obs.GetState() != pocnetv1.ProposalState_PROPOSAL_STATE_SILENCE || obs.GetMember().GetKind() != pocnetv1.MemberKind_MEMBER_KIND_OBSERVER ||
+		!obs.GetSilenceDeadline().AsTime().Equal(obs.GetIssuedAt().AsTime().Add(directorysvctest.DefaultSilence)) {
+		t.Errorf("observer admission %v", obs)
+	}
+	objected, err := s.Object(ctx, &pocnetv1.ObjectRequest{Hash: obs.GetHash()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := objected.GetProposal(); p.GetState() != pocnetv1.ProposalState_PROPOSAL_STATE_OBJECTED || !slices.Equal(p.GetObjected(), []string{"XAA"}) {
+		t.Errorf("after the objection: %v", p)
+	}
+	want := []string{"Propose", "Sign", "Sign", "Proposals", "Object", "Sign", "Propose", "Object"}
+	if got := d.Calls(); !slices.Equal(got, want) {
+		t.Errorf("manager calls %v, want %v", got, want)
 	}
 }
