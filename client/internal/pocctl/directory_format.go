@@ -198,7 +198,8 @@ func nextStep(p *pocnetv1.Proposal, now time.Time) string {
 	}
 }
 
-// writeProposal writes one proposal under a title such as "Proposal".
+// writeProposal writes one proposal under a title such as "Proposal" or
+// "Signed".
 func writeProposal(w io.Writer, title string, p *pocnetv1.Proposal, now time.Time) error {
 	fmt.Fprintf(w, "%s %s: %s\n", title, shortHex(p.GetHash()), orDash(p.GetDescription()))
 	tw := table(w)
@@ -240,7 +241,7 @@ func writeProposals(w io.Writer, ps []*pocnetv1.Proposal, now time.Time) error {
 
 // writeProposalNext writes a proposal just acted on and what happens next.
 func writeProposalNext(w io.Writer, verb string, p *pocnetv1.Proposal, now time.Time) error {
-	if err := writeProposal(w, verb+" proposal", p, now); err != nil {
+	if err := writeProposal(w, verb, p, now); err != nil {
 		return err
 	}
 	if s := nextStep(p, now); s != "" {
