@@ -221,7 +221,7 @@ func TestDiffMember(t *testing.T) {
 
 func TestWriteHistoryForkWithoutEquivocator(t *testing.T) {
 	h := &pocnetv1.GetHistoryResponse{
-		Head: &pocnetv1.DirectoryHead{Version: 5, Hash: bytes.Repeat([]byte{0x11}, 32)},
+		Head:  &pocnetv1.DirectoryHead{Version: 5, Hash: bytes.Repeat([]byte{0x11}, 32)},
 		Forks: []*pocnetv1.Fork{{Version: 5, HaveHash: bytes.Repeat([]byte{0x11}, 32), GotHash: bytes.Repeat([]byte{0x22}, 32)}},
 		Versions: []*pocnetv1.VersionSummary{{Version: 5, Hash: bytes.Repeat([]byte{0x11}, 32), IssuedAt: ts(-time.Hour),
 			Description: "entry update of XBB", Signers: []string{"XBB"}}},
