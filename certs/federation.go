@@ -9,8 +9,13 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/envelope"
+	"github.com/pocnet/pocnet/internal/governance"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
@@ -31,7 +36,20 @@ const (
 	// MaxStates is the number of codes in the user-assigned range X?? that
 	// Count can draw from.
 	MaxStates = 26 * 26
+	// DefaultSupermajority and DefaultSilencePeriod make DefaultRule.
+	DefaultSupermajority = 70
+	DefaultSilencePeriod = 72 * time.Hour
 )
+
+// DefaultRule returns the decision rule of a federation whose Options set
+// none: a supermajority of DefaultSupermajority percent of the state
+// members, and observers admitted after DefaultSilencePeriod of silence.
+func DefaultRule() *pocnetv1.DecisionRule {
+	return &pocnetv1.DecisionRule{
+		Rule:          &pocnetv1.DecisionRule_Supermajority{Supermajority: &pocnetv1.SupermajorityRule{Percent: DefaultSupermajority}},
+		SilencePeriod: durationpb.New(DefaultSilencePeriod),
+	}
+}
 
 var hostRE = regexp.MustCompile(`^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 
@@ -59,6 +77,9 @@ type Options struct {
 	Validity time.Duration
 	// Now gives the issuing time; default time.Now.
 	Now func() time.Time
+	// Rule is the decision rule the genesis sets; default DefaultRule(). It
+	// must pass governance.ValidateRule for the generated states.
+	Rule *pocnetv1.DecisionRule
 }
 
 // Operator roles and names every generated state gets: an administrator and
@@ -78,8 +99,8 @@ type State struct {
 	// Operators are admin/duty, technical/duty-officer, policy/desk and
 	// diplomatic/desk, in that order.
 	Operators []*Issued
-	// SigningKey signs the state's envelopes and receipts; its public half
-	// is in the state's directory entry.
+	// SigningKey signs the state's envelopes, receipts and directory
+	// versions; its public half is in the state's directory entry.
 	SigningKey ed25519.PrivateKey
 	// EncryptionKey opens payloads sealed to the state; its public half is
 	// in the state's directory entry.
@@ -101,7 +122,8 @@ type Federation struct {
 	// ID is the federation id (trust domain).
 	ID     string
 	States []*State
-	// Directory lists every state; it passed directory.New.
+	// Directory lists every state; it passed directory.New. It may be
+	// edited (tests fill in endpoints) until the genesis is made from it.
 	Directory *pocnetv1.Directory
 	opts      Options
 }
@@ -111,7 +133,48 @@ type Federation struct {
 func (f *Federation) Options() Options {
 	o := f.opts
 	o.States = append([]string(nil), o.States...)
+	o.Rule = proto.Clone(o.Rule).(*pocnetv1.DecisionRule)
 	return o
+}
+
+// Genesis returns version 1 of the federation's directory chain: the
+// Directory as it is now and the rule, issued at Options.Now(), signed by
+// every state member it lists with that state's SigningKey. It is verified
+// with governance.Verify before it is returned, so a Directory edited into
+// something the founders could not sign (a state member without a generated
+// key, a threshold above the state members) is refused here, with the
+// reason.
+func (f *Federation) Genesis() (*pocnetv1.SignedVersion, error) {
+	now := f.opts.Now()
+	v := &pocnetv1.DirectoryVersion{
+		Version:   1,
+		IssuedAt:  timestamppb.New(now),
+		Directory: f.Directory,
+		Rule:      f.opts.Rule,
+	}
+	b, err := governance.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("certs: genesis: %w", err)
+	}
+	sv := &pocnetv1.SignedVersion{Version: b}
+	for _, m := range f.Directory.GetMembers() {
+		if m.GetKind() != pocnetv1.MemberKind_MEMBER_KIND_STATE {
+			continue // observers never sign decisions
+		}
+		st := f.State(m.GetState())
+		if st == nil {
+			return nil, fmt.Errorf("certs: genesis: state member %s was not generated: no signing key", m.GetState())
+		}
+		sig, err := governance.Sign(st.Code, st.SigningKey, b)
+		if err != nil {
+			return nil, fmt.Errorf("certs: genesis: %s: %w", st.Code, err)
+		}
+		sv.Signatures = append(sv.Signatures, sig)
+	}
+	if _, err := governance.Verify(nil, sv, now); err != nil {
+		return nil, fmt.Errorf("certs: genesis: %w", err)
+	}
+	return sv, nil
 }
 
 // State returns the generated state with code, or nil.
@@ -195,6 +258,15 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Rule == nil {
+		o.Rule = DefaultRule()
+	} else {
+		o.Rule = proto.Clone(o.Rule).(*pocnetv1.DecisionRule)
+	}
+	// Every generated member is a state member.
+	if err := governance.ValidateRule(o.Rule, len(o.States)); err != nil {
+		return o, fmt.Errorf("certs: Rule: %v", err)
+	}
 	return o, nil
 }
 
@@ -239,38 +311,54 @@ func Generate(opts Options) (*Federation, error) {
 		opts:      o,
 	}
 	for i, code := range o.States {
-		ca, err := NewCA(o.Federation, code, notBefore, caNotAfter)
+		st, err := newState(o.Federation, code, notBefore, caNotAfter, leafNotAfter)
 		if err != nil {
 			return nil, err
-		}
-		node, err := ca.Issue(identity.Node(o.Federation, code), notBefore, leafNotAfter)
-		if err != nil {
-			return nil, err
-		}
-		st := &State{Code: code, CA: ca, Node: node}
-		if st.SigningKey, err = envelope.GenerateSigningKey(); err != nil {
-			return nil, err
-		}
-		if st.EncryptionKey, err = envelope.GenerateEncryptionKey(); err != nil {
-			return nil, err
-		}
-		for _, op := range operators {
-			iss, err := ca.Issue(identity.Operator(o.Federation, code, op.role, op.name), notBefore, leafNotAfter)
-			if err != nil {
-				return nil, err
-			}
-			st.Operators = append(st.Operators, iss)
 		}
 		f.States = append(f.States, st)
-		m := member(code, string(ca.CertPEM), o.endpoint(i))
-		m.SigningKeys = []*pocnetv1.SigningKey{PublishSigningKey(st.SigningKey)}
-		m.EncryptionKeys = []*pocnetv1.EncryptionKey{PublishEncryptionKey(st.EncryptionKey)}
-		f.Directory.Members = append(f.Directory.Members, m)
+		f.Directory.Members = append(f.Directory.Members, st.entry(o.endpoint(i)))
 	}
 	if _, err := directory.New(f.Directory); err != nil {
 		return nil, fmt.Errorf("certs: generated directory does not validate: %w", err)
 	}
 	return f, nil
+}
+
+// newState makes one state's PKI and keys: its root CA, node and operator
+// certificates, signing and encryption keys.
+func newState(federation, code string, notBefore, caNotAfter, leafNotAfter time.Time) (*State, error) {
+	ca, err := NewCA(federation, code, notBefore, caNotAfter)
+	if err != nil {
+		return nil, err
+	}
+	node, err := ca.Issue(identity.Node(federation, code), notBefore, leafNotAfter)
+	if err != nil {
+		return nil, err
+	}
+	st := &State{Code: code, CA: ca, Node: node}
+	if st.SigningKey, err = envelope.GenerateSigningKey(); err != nil {
+		return nil, err
+	}
+	if st.EncryptionKey, err = envelope.GenerateEncryptionKey(); err != nil {
+		return nil, err
+	}
+	for _, op := range operators {
+		iss, err := ca.Issue(identity.Operator(federation, code, op.role, op.name), notBefore, leafNotAfter)
+		if err != nil {
+			return nil, err
+		}
+		st.Operators = append(st.Operators, iss)
+	}
+	return st, nil
+}
+
+// entry returns the state's directory entry, a state member whose node is
+// at endpoint.
+func (st *State) entry(endpoint string) *pocnetv1.Member {
+	m := member(st.Code, string(st.CA.CertPEM), endpoint)
+	m.SigningKeys = []*pocnetv1.SigningKey{PublishSigningKey(st.SigningKey)}
+	m.EncryptionKeys = []*pocnetv1.EncryptionKey{PublishEncryptionKey(st.EncryptionKey)}
+	return m
 }
 
 // PublishSigningKey returns the directory form of k's public key, active.

@@ -14,12 +14,20 @@ import (
 	"github.com/pocnet/pocnet/internal/datakey"
 	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/envelope"
+	"github.com/pocnet/pocnet/internal/governance"
 )
 
 // DirectoryFile is the name of the directory file at the top of a written
-// federation. Its presence marks a complete federation: Write writes it last
-// and refuses to write into a folder that already has one.
+// federation: the genesis's directory in readable form, for tools that
+// verify offline (pocctl thread verify --directory). Its presence marks a
+// complete federation: Write writes it last and refuses to write into a
+// folder that already has one.
 const DirectoryFile = "directory.json"
+
+// GenesisFile is the name of the genesis file (governance.LoadGenesis reads
+// it): version 1 of the directory chain, signed by every founding state. It
+// is the trust anchor every node's configuration names.
+const GenesisFile = "genesis.json"
 
 // DataKeyFile is the name of a node's data key file, in its node folder
 // beside pocnode.yaml and outside its data folder.
@@ -39,24 +47,30 @@ var ErrExists = errors.New("a federation already exists there")
 
 // Write writes the federation under dir:
 //
-//	dir/directory.json
+//	dir/genesis.json, directory.json
 //	dir/<STATE>/ca.pem, ca-key.pem
 //	dir/<STATE>/node/node.pem, node-key.pem, signing-key.pem,
 //	                 encryption-key.pem, data.key, pocnode.yaml
 //	dir/<STATE>/operators/<role>-<name>/cert.pem, key.pem, pocctl.yaml
 //
-// Paths inside the YAML files are relative to the file's own folder, so the
-// tree can be moved as a whole. Each node listens on, and each operator
-// connects to, the first endpoint the directory lists for its state.
+// genesis.json is the signed genesis made by Genesis from the Directory as
+// it is when Write is called; directory.json is the same directory in
+// readable form. Paths inside the YAML files are relative to the file's own
+// folder, so the tree can be moved as a whole. Each node listens on, and
+// each operator connects to, the first endpoint the directory lists for its
+// state; each node's configuration names ../../genesis.json.
 //
-// Write refuses a dir that already holds a directory.json, so that a
-// federation in use is never overwritten with new keys.
+// Write refuses a dir that already holds a directory.json or a
+// genesis.json, so that a federation in use is never overwritten with new
+// keys.
 func (f *Federation) Write(dir string) error {
 	top := filepath.Join(dir, DirectoryFile)
-	if _, err := os.Lstat(top); err == nil {
-		return fmt.Errorf("certs: %s: %w (remove the folder first)", top, ErrExists)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("certs: %w", err)
+	for _, p := range []string{top, filepath.Join(dir, GenesisFile)} {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("certs: %s: %w (remove the folder first)", p, ErrExists)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("certs: %w", err)
+		}
 	}
 	// The directory may have been edited since Generate (tests fill in the
 	// endpoints), so it is validated again before anything is written.
@@ -67,16 +81,31 @@ func (f *Federation) Write(dir string) error {
 	if err != nil {
 		return fmt.Errorf("certs: encode directory: %w", err)
 	}
+	genesis, err := f.Genesis()
+	if err != nil {
+		return err
+	}
+	genesisJSON, err := governance.MarshalSigned(genesis)
+	if err != nil {
+		return fmt.Errorf("certs: encode genesis: %w", err)
+	}
 	if err := mkdir(dir); err != nil {
 		return err
 	}
 	for _, st := range f.States {
-		if err := f.writeState(dir, st); err != nil {
+		endpoint, err := f.endpointOf(st.Code)
+		if err != nil {
+			return err
+		}
+		if err := writeState(filepath.Join(dir, st.Code), st, endpoint, "../../"+GenesisFile); err != nil {
 			return err
 		}
 	}
 	// Last, so that an interrupted Write leaves no directory.json and can
 	// simply be run again.
+	if err := writeFile(filepath.Join(dir, GenesisFile), genesisJSON, publicMode); err != nil {
+		return err
+	}
 	return writeFile(top, dirJSON, publicMode)
 }
 
@@ -87,12 +116,10 @@ type file struct {
 	mode fs.FileMode
 }
 
-func (f *Federation) writeState(dir string, st *State) error {
-	endpoint, err := f.endpointOf(st.Code)
-	if err != nil {
-		return err
-	}
-	sdir := filepath.Join(dir, st.Code)
+// writeState writes one state's keys, certificates and configuration files
+// under sdir; its node listens on endpoint and reads the genesis at genesis,
+// a path relative to the node's folder.
+func writeState(sdir string, st *State, endpoint, genesis string) error {
 	ndir := filepath.Join(sdir, "node")
 	for _, d := range []string{sdir, ndir, filepath.Join(sdir, "operators")} {
 		if err := mkdir(d); err != nil {
@@ -125,7 +152,7 @@ func (f *Federation) writeState(dir string, st *State) error {
 		{filepath.Join(ndir, "node.pem"), st.Node.CertPEM, publicMode},
 		{filepath.Join(ndir, "node-key.pem"), st.Node.KeyPEM, keyMode},
 		{filepath.Join(ndir, DataKeyFile), datakey.Marshal(dataKeys), keyMode},
-		{filepath.Join(ndir, "pocnode.yaml"), nodeConfig(st.Code, endpoint), publicMode},
+		{filepath.Join(ndir, "pocnode.yaml"), nodeConfig(st.Code, endpoint, genesis), publicMode},
 	}
 	for _, op := range st.Operators {
 		odir := filepath.Join(sdir, "operators", OperatorDir(op))
@@ -162,13 +189,15 @@ func (f *Federation) endpointOf(code string) (string, error) {
 	return "", fmt.Errorf("certs: directory has no member %s", code)
 }
 
-func nodeConfig(state, listen string) []byte {
+func nodeConfig(state, listen, genesis string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "state: %s\n", yamlString(state))
 	fmt.Fprintf(&b, "listen: %s\n", yamlString(listen))
 	b.WriteString("data_dir: data\n")
 	b.WriteString("data_key_file: " + DataKeyFile + "\n")
-	b.WriteString("directory: ../../" + DirectoryFile + "\n")
+	// genesis is one of this package's own relative paths (../genesis.json,
+	// ../../genesis.json), plain YAML as it stands.
+	b.WriteString("genesis: " + genesis + "\n")
 	b.WriteString("tls:\n  cert: node.pem\n  key: node-key.pem\n")
 	b.WriteString("keys:\n  signing: signing-key.pem\n  encryption:\n    - encryption-key.pem\n")
 	b.WriteString("log:\n  level: info\n  format: console\n")

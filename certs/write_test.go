@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/pocnet/pocnet/internal/datakey"
 	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/envelope"
+	"github.com/pocnet/pocnet/internal/governance"
 	"github.com/pocnet/pocnet/internal/identity"
 )
 
@@ -29,6 +31,7 @@ func TestWriteRoundTrip(t *testing.T) {
 
 	want := map[string]fs.FileMode{
 		"directory.json": 0o644,
+		"genesis.json":   0o644,
 	}
 	for _, s := range f.States {
 		want[s.Code] = fs.ModeDir | 0o700
@@ -84,6 +87,18 @@ func TestWriteRoundTrip(t *testing.T) {
 	if !proto.Equal(d.Proto(), f.Directory) {
 		t.Error("directory read back differs from the generated one")
 	}
+	// The genesis holds the same directory and verifies: every state signed.
+	genesis, err := governance.LoadGenesis(filepath.Join(dir, "genesis.json"))
+	if err != nil {
+		t.Fatalf("LoadGenesis: %v", err)
+	}
+	chain, err := governance.NewChain(genesis, t0)
+	if err != nil {
+		t.Fatalf("NewChain(genesis.json): %v", err)
+	}
+	if v := chain.Latest(); !proto.Equal(v.Directory().Proto(), f.Directory) || !slices.Equal(v.Signers(), []string{"XAA", "XBB"}) {
+		t.Errorf("genesis.json: directory equal %v, signers %v", proto.Equal(v.Directory().Proto(), f.Directory), v.Signers())
+	}
 
 	for _, s := range f.States {
 		pairs := []struct {
@@ -129,7 +144,7 @@ func TestWriteRoundTrip(t *testing.T) {
 listen: 127.0.0.1:7402
 data_dir: data
 data_key_file: data.key
-directory: ../../directory.json
+genesis: ../../genesis.json
 tls:
   cert: node.pem
   key: node-key.pem
@@ -156,7 +171,7 @@ reflection: false
 	}
 	// The relative paths resolve from each file's own folder.
 	for _, rel := range []struct{ from, path, want string }{
-		{filepath.Join(dir, "XBB", "node"), "../../directory.json", filepath.Join(dir, "directory.json")},
+		{filepath.Join(dir, "XBB", "node"), "../../genesis.json", filepath.Join(dir, "genesis.json")},
 		{ctlDir, "../../ca.pem", filepath.Join(dir, "XBB", "ca.pem")},
 	} {
 		if got := filepath.Join(rel.from, rel.path); got != rel.want {
@@ -257,11 +272,11 @@ func TestConfigsDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	type node struct {
-		State     string `yaml:"state"`
-		Listen    string `yaml:"listen"`
-		DataDir   string `yaml:"data_dir"`
-		Directory string `yaml:"directory"`
-		TLS       struct {
+		State   string `yaml:"state"`
+		Listen  string `yaml:"listen"`
+		DataDir string `yaml:"data_dir"`
+		Genesis string `yaml:"genesis"`
+		TLS     struct {
 			Cert string `yaml:"cert"`
 			Key  string `yaml:"key"`
 		} `yaml:"tls"`
@@ -302,7 +317,7 @@ func TestConfigsDecode(t *testing.T) {
 	for _, tt := range tests {
 		var n node
 		decode(filepath.Join(dir, tt.state, "node", "pocnode.yaml"), &n)
-		if n.State != tt.state || n.Listen != tt.listen || n.DataDir != "data" || n.DataKeyFile != "data.key" || n.Directory != "../../directory.json" ||
+		if n.State != tt.state || n.Listen != tt.listen || n.DataDir != "data" || n.DataKeyFile != "data.key" || n.Genesis != "../../genesis.json" ||
 			n.TLS.Cert != "node.pem" || n.TLS.Key != "node-key.pem" || n.Log.Level != "info" || n.Log.Format != "console" || n.Reflection {
 			t.Errorf("%s pocnode.yaml = %+v", tt.state, n)
 		}

@@ -84,6 +84,7 @@ func New(pb *pocnetv1.Directory) (*Directory, error) {
 	}
 	d := &Directory{pb: pb, members: make(map[string]*pocnetv1.Member, len(pb.GetMembers()))}
 	cas := make(map[string][]*x509.Certificate, len(pb.GetMembers()))
+	var revoked []identity.BundleOption
 	keyOwner := map[string]string{}
 	for i, m := range pb.GetMembers() {
 		field := "members[" + strconv.Itoa(i) + "]"
@@ -101,6 +102,11 @@ func New(pb *pocnetv1.Directory) (*Directory, error) {
 			return nil, fmt.Errorf("%w: %s.ca_certificates%v", ErrInvalid, field, err)
 		}
 		cas[m.GetState()] = certs
+		rs, err := revocations(m.GetRevokedCertificates())
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s.revoked_certificates%v", ErrInvalid, field, err)
+		}
+		revoked = append(revoked, identity.WithRevoked(m.GetState(), rs...))
 		if len(m.GetEndpoints()) == 0 {
 			return nil, fmt.Errorf("%w: %s.endpoints: at least one host:port is required", ErrInvalid, field)
 		}
@@ -131,7 +137,7 @@ func New(pb *pocnetv1.Directory) (*Directory, error) {
 		}
 		d.members[m.GetState()] = m
 	}
-	d.bundle = identity.NewBundle(pb.GetFederationId(), cas)
+	d.bundle = identity.NewBundle(pb.GetFederationId(), cas, revoked...)
 	return d, nil
 }
 
@@ -202,7 +208,8 @@ func (d *Directory) Proto() *pocnetv1.Directory { return d.pb }
 // Federation returns the federation id.
 func (d *Directory) Federation() string { return d.pb.GetFederationId() }
 
-// Bundle returns the per-state trust bundle built from the CA certificates.
+// Bundle returns the per-state trust bundle built from the CA certificates
+// and the certificates each member revoked.
 func (d *Directory) Bundle() *identity.Bundle { return d.bundle }
 
 // Member returns the entry of state. Callers must not modify it.

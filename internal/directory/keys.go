@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"errors"
 	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/sha256"
@@ -14,9 +15,14 @@ import (
 // Key id prefixes name the algorithm, so that an id can never be read as a
 // key of another kind.
 const (
-	signingKeyPrefix    = "ed25519:"
-	encryptionKeyPrefix = "mlkem768x25519:"
+	SigningKeyPrefix    = "ed25519:"
+	EncryptionKeyPrefix = "mlkem768x25519:"
 )
+
+// ErrUnknownKey is returned (wrapped) for a key id the directory does not
+// list: a forged id, or a new key of a directory version this node does not
+// hold yet.
+var ErrUnknownKey = errors.New("unknown key")
 
 // KEM is the HPKE KEM of every published encryption key: ML-KEM-768 with
 // X25519, so that traffic recorded today stays confidential against a
@@ -26,13 +32,13 @@ func KEM() hpke.KEM { return hpke.MLKEM768X25519() }
 // SigningKeyID is the key id of an Ed25519 public key.
 func SigningKeyID(pub ed25519.PublicKey) string {
 	sum := sha256.Sum256(pub)
-	return signingKeyPrefix + hex.EncodeToString(sum[:16])
+	return SigningKeyPrefix + hex.EncodeToString(sum[:16])
 }
 
 // EncryptionKeyID is the key id of a serialized HPKE public key.
 func EncryptionKeyID(pub []byte) string {
 	sum := sha256.Sum256(pub)
-	return encryptionKeyPrefix + hex.EncodeToString(sum[:16])
+	return EncryptionKeyPrefix + hex.EncodeToString(sum[:16])
 }
 
 // validateKeys checks a member's published keys: ids derived from the keys
@@ -121,7 +127,7 @@ func (d *Directory) SigningKey(state, id string) (*pocnetv1.SigningKey, bool) {
 func (d *Directory) SigningKeyValid(state, id string, madeAt time.Time) (ed25519.PublicKey, error) {
 	k, ok := d.SigningKey(state, id)
 	if !ok {
-		return nil, fmt.Errorf("key id %q is not a signing key of %s in the directory", id, state)
+		return nil, fmt.Errorf("%w: key id %q is not a signing key of %s in the directory", ErrUnknownKey, id, state)
 	}
 	switch k.GetStatus() {
 	case pocnetv1.KeyStatus_KEY_STATUS_ACTIVE:

@@ -23,8 +23,9 @@ const consentDomain = "pocnet/v1 disclosure consent\x00"
 // any other, however similar.
 func SignConsent(s *Signer, transcriptDigest []byte, state string, at time.Time, purpose string) *pocnetv1.Consent {
 	ts := timestamppb.New(at)
-	sig := ed25519.Sign(s.key, consentInput(transcriptDigest, state, ts, purpose))
-	return &pocnetv1.Consent{State: state, KeyId: s.keyID, SignedAt: ts, Purpose: purpose, Signature: sig}
+	k := s.cur.Load()
+	sig := ed25519.Sign(k.key, consentInput(transcriptDigest, state, ts, purpose))
+	return &pocnetv1.Consent{State: state, KeyId: k.id, SignedAt: ts, Purpose: purpose, Signature: sig}
 }
 
 // VerifyConsent checks that c was signed over transcriptDigest by a signing

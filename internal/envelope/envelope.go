@@ -144,7 +144,7 @@ func Verify(env *pocnetv1.Envelope, keys Keys) (*pocnetv1.EnvelopeHeader, error)
 	// that state sent.
 	pub, err := keys.SigningKeyValid(h.GetFromState(), sig.GetKeyId(), h.GetCreatedAt().AsTime())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
 	if err := verifySig(pub, sig, envelopeDomain, env.GetHeader(), env.GetPayload()); err != nil {
 		return nil, err

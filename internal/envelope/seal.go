@@ -9,7 +9,9 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pocnet/pocnet/internal/directory"
@@ -175,7 +177,7 @@ func newGCM(key []byte) (cipher.AEAD, error) {
 // it has already decapsulated.
 type Opener struct {
 	federation, state string
-	keys              map[string]hpke.PrivateKey // by key id
+	keys              atomic.Pointer[map[string]hpke.PrivateKey] // by key id; replaced, never modified
 
 	mu    sync.Mutex
 	ctxs  map[[sha256.Size]byte]*hpke.Recipient
@@ -185,7 +187,26 @@ type Opener struct {
 // NewOpener returns an Opener for the node of state with its private
 // encryption keys, by directory key id.
 func NewOpener(federation, state string, keys map[string]hpke.PrivateKey) *Opener {
-	return &Opener{federation: federation, state: state, keys: keys, ctxs: map[[sha256.Size]byte]*hpke.Recipient{}}
+	o := &Opener{federation: federation, state: state, ctxs: map[[sha256.Size]byte]*hpke.Recipient{}}
+	keys = maps.Clone(keys)
+	o.keys.Store(&keys)
+	return o
+}
+
+// AddKey adds a private key (a new key of the state, made while the node
+// runs), so that payloads sealed to it open from now on.
+func (o *Opener) AddKey(id string, key hpke.PrivateKey) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	keys := maps.Clone(*o.keys.Load())
+	keys[id] = key
+	o.keys.Store(&keys)
+}
+
+// Holds reports whether the opener has the private key id.
+func (o *Opener) Holds(id string) bool {
+	_, ok := (*o.keys.Load())[id]
+	return ok
 }
 
 // payloadKey derives the payload key of a verified header addressed to
@@ -195,7 +216,7 @@ func (o *Opener) payloadKey(h *pocnetv1.EnvelopeHeader) ([]byte, error) {
 		return nil, fmt.Errorf("%w: header.recipient_key_ids must name exactly one key, has %d", ErrMalformed, len(h.GetRecipientKeyIds()))
 	}
 	keyID := h.GetRecipientKeyIds()[0]
-	priv, ok := o.keys[keyID]
+	priv, ok := (*o.keys.Load())[keyID]
 	if !ok {
 		return nil, fmt.Errorf("%w: sealed to key %s, which the node of %s does not hold", ErrUndecryptable, keyID, o.state)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/pocnet/pocnet/internal/directory"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
@@ -21,28 +22,45 @@ const (
 var ErrBadSignature = errors.New("bad signature")
 
 // Signer signs with a state's Ed25519 signing key, the private half of a
-// key its state publishes in the directory.
+// key its state publishes in the directory. The key can be replaced while
+// the node runs (a key rotation); each signature is made with one key and
+// names it.
 type Signer struct {
-	key   ed25519.PrivateKey
-	keyID string
+	cur atomic.Pointer[signingKey]
+}
+
+type signingKey struct {
+	key ed25519.PrivateKey
+	id  string
 }
 
 // NewSigner returns a Signer for key.
 func NewSigner(key ed25519.PrivateKey) (*Signer, error) {
-	if len(key) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("envelope: signing key of %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+	s := &Signer{}
+	if err := s.Set(key); err != nil {
+		return nil, err
 	}
-	return &Signer{key: key, keyID: directory.SigningKeyID(key.Public().(ed25519.PublicKey))}, nil
+	return s, nil
+}
+
+// Set makes key the signing key from now on.
+func (s *Signer) Set(key ed25519.PrivateKey) error {
+	if len(key) != ed25519.PrivateKeySize {
+		return fmt.Errorf("envelope: signing key of %d bytes, want %d", len(key), ed25519.PrivateKeySize)
+	}
+	s.cur.Store(&signingKey{key: key, id: directory.SigningKeyID(key.Public().(ed25519.PublicKey))})
+	return nil
 }
 
 // KeyID returns the directory key id of the signer's key.
-func (s *Signer) KeyID() string { return s.keyID }
+func (s *Signer) KeyID() string { return s.cur.Load().id }
 
 func (s *Signer) sign(domain string, parts ...[]byte) *pocnetv1.Signature {
+	k := s.cur.Load()
 	return &pocnetv1.Signature{
 		Algorithm: pocnetv1.SignatureAlgorithm_SIGNATURE_ALGORITHM_ED25519,
-		KeyId:     s.keyID,
-		Value:     ed25519.Sign(s.key, signingInput(domain, parts...)),
+		KeyId:     k.id,
+		Value:     ed25519.Sign(k.key, signingInput(domain, parts...)),
 	}
 }
 

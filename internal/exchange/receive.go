@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/envelope"
 	"github.com/pocnet/pocnet/internal/identity"
 	"github.com/pocnet/pocnet/internal/policy"
@@ -106,6 +107,14 @@ func (s *Service) check(peer identity.ID, env *pocnetv1.Envelope, now time.Time)
 	}
 	opened, err := envelope.Open(env, dir, s.cfg.Opener)
 	switch {
+	case errors.Is(err, directory.ErrUnknownKey):
+		// Most likely a key the sender's state published in a directory
+		// version this node does not hold yet: the sender retries, and this
+		// node asks the sender for its versions meanwhile.
+		if s.cfg.DirectoryBehind != nil {
+			s.cfg.DirectoryBehind(peer.State)
+		}
+		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE, "%v; this node is fetching newer directory versions: retry later", err)
 	case errors.Is(err, envelope.ErrBadSignature):
 		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE, "%v", err)
 	case err != nil:

@@ -37,6 +37,10 @@ type Config struct {
 	Sealer *envelope.Sealer
 	// Opener opens payloads sealed to this state.
 	Opener *envelope.Opener
+	// DirectoryBehind, if set, is told of a peer whose envelope names a
+	// signing key this node's directory does not list: the peer's state
+	// may have published it in a version this node lacks.
+	DirectoryBehind func(peer string)
 	// Relay is set with SetRelay when the worker is built after the service.
 	Relay  Enqueuer
 	Logger *zap.Logger

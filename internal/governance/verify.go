@@ -144,6 +144,26 @@ func hasUnknown(m proto.Message) bool {
 // for a genesis its own), so that a chain verifies the same way whenever it
 // is replayed.
 func Verify(parent *Version, sv *pocnetv1.SignedVersion, now time.Time) (*Version, error) {
+	v, err := prepare(parent, sv, now)
+	if err != nil {
+		return nil, err
+	}
+	if parent == nil {
+		if err := verifyGenesis(v); err != nil {
+			return nil, err
+		}
+		return v, nil
+	}
+	if err := authorize(parent, v, now); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// prepare checks everything Verify checks but the signatures: the encoding,
+// the link to parent, the times, the directory and, after the genesis,
+// that the version changes exactly what it declares.
+func prepare(parent *Version, sv *pocnetv1.SignedVersion, now time.Time) (*Version, error) {
 	pb, h, err := decode(sv)
 	if err != nil {
 		return nil, err
@@ -192,18 +212,12 @@ func Verify(parent *Version, sv *pocnetv1.SignedVersion, now time.Time) (*Versio
 	}
 	v := &Version{pb: pb, signed: sv, hash: h, dir: dir, issuedAt: at}
 	if parent == nil {
-		if err := verifyGenesis(v); err != nil {
-			return nil, err
-		}
 		return v, nil
 	}
 	if dir.Federation() != parent.Directory().Federation() {
 		return nil, invalid("directory.federation_id: %q is not the federation's %q", dir.Federation(), parent.Directory().Federation())
 	}
 	if err := verifyChange(parent, v); err != nil {
-		return nil, err
-	}
-	if err := authorize(parent, v, now); err != nil {
 		return nil, err
 	}
 	return v, nil

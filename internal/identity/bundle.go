@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -15,11 +16,16 @@ import (
 // acceptable where it was presented.
 var ErrUntrusted = errors.New("untrusted peer")
 
-// Bundle holds each member state's CA certificates, as listed in the
-// directory. It is immutable once built; a new directory gives a new Bundle.
+// Bundle holds each member state's CA certificates and the certificates it
+// revoked, as listed in the directory. It is immutable once built; a new
+// directory gives a new Bundle.
 type Bundle struct {
 	federation string
 	pools      map[string]*x509.CertPool
+	// revoked holds, per state, the certificates that state withdrew, by
+	// the SHA-256 of their DER. Only the state an identity names is
+	// consulted: no state can withdraw another state's certificate.
+	revoked map[string]map[[sha256.Size]byte]Revocation
 
 	// verified caches chains that verified, so that a peer's node
 	// certificate, seen on every envelope and receipt it signs, is parsed
@@ -80,8 +86,66 @@ func (b *Bundle) remember(k verifyKey, v verifiedChain) {
 	b.verified[k] = v
 }
 
+// Revocation is a certificate a state withdrew, named by the SHA-256 of its
+// DER encoding.
+type Revocation struct {
+	SHA256 [sha256.Size]byte
+	At     time.Time
+	Reason string
+}
+
+// BundleOption adds to what a Bundle holds beyond each state's CAs.
+type BundleOption func(*Bundle)
+
+// WithRevoked makes the bundle refuse every chain naming state that
+// contains one of rs (leaf or intermediate, presented or found while
+// verifying).
+func WithRevoked(state string, rs ...Revocation) BundleOption {
+	return func(b *Bundle) {
+		if len(rs) == 0 {
+			return
+		}
+		if b.revoked == nil {
+			b.revoked = make(map[string]map[[sha256.Size]byte]Revocation)
+		}
+		m := b.revoked[state]
+		if m == nil {
+			m = make(map[[sha256.Size]byte]Revocation, len(rs))
+			b.revoked[state] = m
+		}
+		for _, r := range rs {
+			m[r.SHA256] = r
+		}
+	}
+}
+
+// RevokedError says that a chain was refused because a certificate in it
+// was withdrawn by the state its identity names. It wraps ErrUntrusted.
+type RevokedError struct {
+	// ID is the identity the chain claimed.
+	ID ID
+	// Subject is the subject of the revoked certificate (the leaf or an
+	// intermediate).
+	Subject string
+	// Revocation is the directory's entry: the fingerprint, when and why.
+	Revocation
+}
+
+// Error names the certificate, the state that revoked it, when and why.
+func (e *RevokedError) Error() string {
+	reason := e.Reason
+	if reason == "" {
+		reason = "no reason given"
+	}
+	return fmt.Sprintf("%v: %s: certificate %q (sha256:%s) was revoked by %s at %s: %s",
+		ErrUntrusted, e.ID, e.Subject, hex.EncodeToString(e.SHA256[:]), e.ID.State, e.At.UTC().Format(time.RFC3339), reason)
+}
+
+// Unwrap returns ErrUntrusted.
+func (e *RevokedError) Unwrap() error { return ErrUntrusted }
+
 // NewBundle builds a bundle for federation from each state's CA certificates.
-func NewBundle(federation string, cas map[string][]*x509.Certificate) *Bundle {
+func NewBundle(federation string, cas map[string][]*x509.Certificate, opts ...BundleOption) *Bundle {
 	b := &Bundle{federation: federation, pools: make(map[string]*x509.CertPool, len(cas))}
 	for state, certs := range cas {
 		p := x509.NewCertPool()
@@ -90,7 +154,24 @@ func NewBundle(federation string, cas map[string][]*x509.Certificate) *Bundle {
 		}
 		b.pools[state] = p
 	}
+	for _, o := range opts {
+		o(b)
+	}
 	return b
+}
+
+// revokedIn returns the first certificate of certs that state revoked.
+func (b *Bundle) revokedIn(id ID, certs []*x509.Certificate) error {
+	m := b.revoked[id.State]
+	if len(m) == 0 {
+		return nil
+	}
+	for _, c := range certs {
+		if r, ok := m[sha256.Sum256(c.Raw)]; ok {
+			return &RevokedError{ID: id, Subject: c.Subject.String(), Revocation: r}
+		}
+	}
+	return nil
 }
 
 // Federation returns the federation id every identity must carry.
@@ -105,6 +186,8 @@ func (b *Bundle) Has(state string) bool {
 // Verify parses a presented chain (leaf first), reads the leaf's identity and
 // verifies the chain against the CA of the state that identity names, for the
 // given key usage at time now. It returns the identity and the verified leaf.
+// A chain in which that state revoked any certificate (leaf, intermediate or
+// the CA it verified to) is refused with a *RevokedError.
 func (b *Bundle) Verify(rawCerts [][]byte, usage x509.ExtKeyUsage, now time.Time) (ID, *x509.Certificate, error) {
 	if len(rawCerts) == 0 {
 		return ID{}, nil, fmt.Errorf("%w: no certificate presented", ErrUntrusted)
@@ -150,6 +233,12 @@ func (b *Bundle) VerifyChain(certs []*x509.Certificate, usage x509.ExtKeyUsage, 
 	if !ok {
 		return ID{}, nil, fmt.Errorf("%w: %s: state %s is not a member of the directory", ErrUntrusted, id, id.State)
 	}
+	// A presented certificate its state withdrew is refused whatever else
+	// the chain holds, before any signature is checked: the fingerprint
+	// names exactly the certificate the state revoked.
+	if err := b.revokedIn(id, certs); err != nil {
+		return ID{}, nil, err
+	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
@@ -163,8 +252,22 @@ func (b *Bundle) VerifyChain(certs []*x509.Certificate, usage x509.ExtKeyUsage, 
 	if err != nil {
 		return ID{}, nil, fmt.Errorf("%w: %s: chain does not verify against the CA of %s: %v", ErrUntrusted, id, id.State, err)
 	}
+	// Verification may have built chains through certificates the peer did
+	// not present (a CA listed in the directory that its state has since
+	// revoked without removing it). A chain holds only if none of its
+	// certificates is revoked.
+	var good []*x509.Certificate
+	for _, ch := range chains {
+		if err = b.revokedIn(id, ch); err == nil {
+			good = ch
+			break
+		}
+	}
+	if good == nil {
+		return ID{}, nil, err
+	}
 	v := verifiedChain{id: id, leaf: leaf, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}
-	for _, c := range chains[0] {
+	for _, c := range good {
 		if c.NotBefore.After(v.notBefore) {
 			v.notBefore = c.NotBefore
 		}

@@ -35,6 +35,8 @@ import (
 //	'a' seq                                  → AuditEntry: the hash-chained audit log (package
 //	                                           audit), seq starting at 1, written in the batch of
 //	                                           the transition each record describes; append-only
+//	'g', 'p', 'k'                            → the signed directory chain, pending proposals and
+//	                                           the node's own rotated private keys (directory.go)
 //
 // Encryption at rest. Every value except the empty values of the two index
 // namespaces ('x', 't') is sealed with the node's current data key

@@ -6,6 +6,7 @@ package testfed
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -20,8 +21,11 @@ import (
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pocnet/pocnet/certs"
+	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/governance"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 	"github.com/pocnet/pocnet/server/config"
@@ -95,10 +99,13 @@ type Options struct {
 	Now func() time.Time
 	// Quiet drops node logs instead of sending them to the test log.
 	Quiet bool
-	// Directory, if set, edits the generated directory before it is written
-	// (to publish extra, retired or revoked keys, say). The result must
-	// still validate.
+	// Directory, if set, edits the generated directory before the genesis
+	// is signed and written (to publish extra, retired or revoked keys,
+	// say). The result must still validate, and every state member it lists
+	// signs the genesis with the key certs generated for it.
 	Directory func(*pocnetv1.Directory)
+	// Rule is the genesis's decision rule; nil means certs.DefaultRule().
+	Rule *pocnetv1.DecisionRule
 }
 
 // Federation is a running test federation.
@@ -107,7 +114,12 @@ type Federation struct {
 	opts  Options
 	Dir   string
 	Certs *certs.Federation
-	nodes map[string]*Node
+	// Genesis is the genesis every founding node started from, as written
+	// to Dir/genesis.json: version 1, signed by every state member.
+	Genesis *pocnetv1.SignedVersion
+	nodes   map[string]*Node
+	// members are the participants made by NewMember, by state.
+	members map[string]*certs.Member
 }
 
 // Node is one running (or stopped) node.
@@ -131,7 +143,7 @@ func Start(t T, opts Options) *Federation {
 	if opts.MaxBackoff == 0 {
 		opts.MaxBackoff = time.Second
 	}
-	gen, err := certs.Generate(certs.Options{Count: opts.States, BasePort: 0, Now: opts.Now})
+	gen, err := certs.Generate(certs.Options{Count: opts.States, BasePort: 0, Now: opts.Now, Rule: opts.Rule})
 	if err != nil {
 		t.Fatalf("testfed: generate: %v", err)
 	}
@@ -148,9 +160,12 @@ func Start(t T, opts Options) *Federation {
 	if opts.Directory != nil {
 		opts.Directory(gen.Directory)
 	}
-	f := &Federation{t: t, opts: opts, Dir: t.TempDir(), Certs: gen, nodes: map[string]*Node{}}
+	f := &Federation{t: t, opts: opts, Dir: t.TempDir(), Certs: gen, nodes: map[string]*Node{}, members: map[string]*certs.Member{}}
 	if err := gen.Write(f.Dir); err != nil {
 		t.Fatalf("testfed: write: %v", err)
+	}
+	if f.Genesis, err = governance.LoadGenesis(filepath.Join(f.Dir, certs.GenesisFile)); err != nil {
+		t.Fatalf("testfed: %v", err)
 	}
 	t.Cleanup(f.StopAll)
 	for _, st := range gen.States {
@@ -167,6 +182,13 @@ func Start(t T, opts Options) *Federation {
 
 func (f *Federation) start(n *Node, lis net.Listener) {
 	f.t.Helper()
+	if err := f.startNode(n, lis); err != nil {
+		f.t.Fatalf("testfed: start %s: %v", n.State, err)
+	}
+}
+
+// startNode starts n on lis. On error, lis is closed.
+func (f *Federation) startNode(n *Node, lis net.Listener) error {
 	cfg := *n.Config
 	cfg.Relay.MaxBackoff = f.opts.MaxBackoff
 	cfg.Relay.DeliverTimeout = 5 * time.Second
@@ -179,9 +201,11 @@ func (f *Federation) start(n *Node, lis net.Listener) {
 	}
 	nd, err := node.Start(node.Options{Config: &cfg, Logger: log, Listener: lis, BaseBackoff: f.opts.BaseBackoff, Now: f.opts.Now})
 	if err != nil {
-		f.t.Fatalf("testfed: start %s: %v", n.State, err)
+		lis.Close()
+		return err
 	}
 	n.node = nd
+	return nil
 }
 
 // States returns the member state codes in generation order.
@@ -216,20 +240,24 @@ func (f *Federation) Restart(state string) {
 	f.t.Helper()
 	n := f.Node(state)
 	f.Stop(state)
+	f.start(n, f.relisten(n.Addr))
+}
+
+// relisten listens again on addr, which a stopped node just released.
+func (f *Federation) relisten(addr string) net.Listener {
+	f.t.Helper()
 	var lis net.Listener
 	var err error
 	// The port was just released; another process may take it in between,
 	// which a test on a shared machine must report rather than hide.
 	for i := 0; i < 50; i++ {
-		if lis, err = net.Listen("tcp", n.Addr); err == nil {
-			break
+		if lis, err = net.Listen("tcp", addr); err == nil {
+			return lis
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err != nil {
-		f.t.Fatalf("testfed: re-listen on %s: %v", n.Addr, err)
-	}
-	f.start(n, lis)
+	f.t.Fatalf("testfed: re-listen on %s: %v", addr, err)
+	return nil
 }
 
 // StopAll stops every running node.
@@ -248,22 +276,39 @@ func (f *Federation) OperatorConfigFile(state, role string) string {
 
 func (f *Federation) operator(state, role string) *certs.Issued {
 	f.t.Helper()
-	st := f.Certs.State(state)
-	if st == nil {
-		f.t.Fatalf("testfed: no state %s", state)
-	}
-	op := st.Operator(role)
+	op := f.state(state).Operator(role)
 	if op == nil {
 		f.t.Fatalf("testfed: %s has no operator for role %q", state, role)
 	}
 	return op
 }
 
+// state returns the PKI and keys of a founding state or of a participant
+// made by NewMember.
+func (f *Federation) state(code string) *certs.State {
+	f.t.Helper()
+	if st := f.Certs.State(code); st != nil {
+		return st
+	}
+	if m, ok := f.members[code]; ok {
+		return m.State
+	}
+	f.t.Fatalf("testfed: no state %s", code)
+	return nil
+}
+
+// SigningKey returns the key state signs envelopes and directory versions
+// with: a founding state's or a participant's made by NewMember.
+func (f *Federation) SigningKey(state string) ed25519.PrivateKey {
+	f.t.Helper()
+	return f.state(state).SigningKey
+}
+
 // Dial connects to the node of state as an arbitrary TLS certificate, trusting
 // the node's own CA. Tests use it to present certificates of their own.
 func (f *Federation) Dial(state string, cert *tls.Certificate) *grpc.ClientConn {
 	f.t.Helper()
-	st := f.Certs.State(state)
+	st := f.state(state)
 	bundle := identity.NewBundle(f.Certs.ID, map[string][]*x509.Certificate{state: {st.CA.Cert}})
 	tlsCfg := identity.ClientConfig(cert, identity.Static{B: bundle}, identity.Node(f.Certs.ID, state), nil)
 	cc, err := grpc.NewClient(f.Node(state).Addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
@@ -283,7 +328,111 @@ func (f *Federation) Contact(state, role string) pocnetv1.ContactServiceClient {
 // Relay returns a RelayService client of target's node, presenting the node
 // certificate of state from.
 func (f *Federation) Relay(from, target string) pocnetv1.RelayServiceClient {
-	return pocnetv1.NewRelayServiceClient(f.Dial(target, &f.Certs.State(from).Node.TLS))
+	return pocnetv1.NewRelayServiceClient(f.Dial(target, &f.state(from).Node.TLS))
+}
+
+// NewMember makes the material of one participant joining the federation,
+// as pocfed member does: its own CA, node and operator certificates, keys
+// and directory entry (observer: of kind OBSERVER), written under
+// Dir/<state> with a node configuration reading a copy of Genesis. Its node
+// gets a 127.0.0.1 port now, which its entry lists, but does not start:
+// the members admit the entry first, then the test calls StartMember. The
+// participant's operators and keys are reachable like a founding state's
+// (Contact, Relay, SigningKey, OperatorConfigFile).
+func (f *Federation) NewMember(state string, observer bool) *certs.Member {
+	f.t.Helper()
+	if f.Certs.State(state) != nil || f.members[state] != nil {
+		f.t.Fatalf("testfed: %s is already in the federation", state)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.t.Fatalf("testfed: listen: %v", err)
+	}
+	// Only the port is wanted now: the node listens again when it starts.
+	addr := lis.Addr().String()
+	lis.Close()
+	m, err := certs.NewMember(certs.MemberOptions{Federation: f.Certs.ID, State: state, Observer: observer, Endpoint: addr, Now: f.opts.Now})
+	if err != nil {
+		f.t.Fatalf("testfed: %v", err)
+	}
+	dir := filepath.Join(f.Dir, state)
+	if err := m.Write(dir, f.Genesis); err != nil {
+		f.t.Fatalf("testfed: %v", err)
+	}
+	cfg, err := config.Load(filepath.Join(dir, "node", "pocnode.yaml"))
+	if err != nil {
+		f.t.Fatalf("testfed: %v", err)
+	}
+	f.members[state] = m
+	f.nodes[state] = &Node{State: state, Addr: addr, Config: cfg}
+	return m
+}
+
+// StartMember starts the node of a participant made by NewMember, on the
+// address its entry lists. It returns the node's refusal, if any, rather
+// than failing the test, so that a test can also show that a participant
+// not yet admitted cannot start; it may be called again later.
+func (f *Federation) StartMember(state string) error {
+	f.t.Helper()
+	if f.members[state] == nil {
+		f.t.Fatalf("testfed: %s was not made by NewMember", state)
+	}
+	n := f.Node(state)
+	if n.node != nil {
+		return fmt.Errorf("testfed: the node of %s is already running", state)
+	}
+	return f.startNode(n, f.relisten(n.Addr))
+}
+
+// ReplaceGenesis replaces Dir/genesis.json, which every founding node reads
+// when it starts, with a new genesis holding d under the federation's rule,
+// signed by every state member of d with its key in keys, or else the key
+// certs generated for it; directory.json follows. Nodes keep no chain of
+// their own yet, so restarting them after this is how a test changes the
+// directory. It returns the new genesis, which also becomes Genesis.
+func (f *Federation) ReplaceGenesis(d *pocnetv1.Directory, keys map[string]ed25519.PrivateKey) *pocnetv1.SignedVersion {
+	f.t.Helper()
+	now := time.Now
+	if f.opts.Now != nil {
+		now = f.opts.Now
+	}
+	b, err := governance.Marshal(&pocnetv1.DirectoryVersion{Version: 1, IssuedAt: timestamppb.New(now()), Directory: d, Rule: f.Certs.Options().Rule})
+	if err != nil {
+		f.t.Fatalf("testfed: %v", err)
+	}
+	sv := &pocnetv1.SignedVersion{Version: b}
+	for _, m := range d.GetMembers() {
+		if m.GetKind() != pocnetv1.MemberKind_MEMBER_KIND_STATE {
+			continue
+		}
+		k, ok := keys[m.GetState()]
+		if !ok {
+			k = f.SigningKey(m.GetState())
+		}
+		sig, err := governance.Sign(m.GetState(), k, b)
+		if err != nil {
+			f.t.Fatalf("testfed: %v", err)
+		}
+		sv.Signatures = append(sv.Signatures, sig)
+	}
+	if _, err := governance.NewChain(sv, now()); err != nil {
+		f.t.Fatalf("testfed: the new genesis does not verify: %v", err)
+	}
+	genesisJSON, err := governance.MarshalSigned(sv)
+	if err != nil {
+		f.t.Fatalf("testfed: %v", err)
+	}
+	dirJSON, err := directory.Marshal(d)
+	if err != nil {
+		f.t.Fatalf("testfed: %v", err)
+	}
+	for name, data := range map[string][]byte{certs.GenesisFile: genesisJSON, certs.DirectoryFile: dirJSON} {
+		if err := os.WriteFile(filepath.Join(f.Dir, name), data, 0o644); err != nil {
+			f.t.Fatalf("testfed: %v", err)
+		}
+	}
+	f.Genesis = sv
+	return sv
 }
 
 // WaitFor calls cond until it returns true or the deadline passes; it fails

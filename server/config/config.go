@@ -31,11 +31,14 @@ type Config struct {
 	// keys are read from the environment variable POCNET_DATA_KEY; setting
 	// both is an error.
 	DataKeyFile string `yaml:"data_key_file"`
-	// Directory is the directory file (protobuf JSON).
-	Directory string `yaml:"directory"`
-	TLS       TLS    `yaml:"tls"`
-	Keys      Keys   `yaml:"keys"`
-	Log       Log    `yaml:"log"`
+	// Genesis is the federation's genesis file: version 1 of its directory
+	// chain, signed by every founding state (protobuf JSON of a
+	// SignedVersion, as pocfed writes genesis.json). It is the node's trust
+	// anchor: the directory is whatever the chain verified from it holds.
+	Genesis string `yaml:"genesis"`
+	TLS     TLS    `yaml:"tls"`
+	Keys    Keys   `yaml:"keys"`
+	Log     Log    `yaml:"log"`
 	// Reflection enables gRPC server reflection for the node's operators.
 	Reflection bool  `yaml:"reflection"`
 	Relay      Relay `yaml:"relay"`
@@ -102,6 +105,14 @@ func Parse(data []byte) (*Config, error) {
 	dec.KnownFields(true)
 	var c Config
 	if err := dec.Decode(&c); err != nil {
+		var top map[string]any
+		if yaml.Unmarshal(data, &top) == nil {
+			if _, ok := top["directory"]; ok {
+				// A configuration written before the directory became a
+				// signed chain: say what replaced the key.
+				return nil, errors.New("directory: is no longer read: the node starts from the federation's signed genesis; name its genesis.json in genesis: instead")
+			}
+		}
 		return nil, err
 	}
 	c.SetDefaults()
@@ -144,7 +155,10 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not host:port", c.Listen)
 	}
-	for field, v := range map[string]string{"data_dir": c.DataDir, "directory": c.Directory, "tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key, "keys.signing": c.Keys.Signing} {
+	if c.Genesis == "" {
+		return errors.New("genesis: is required (the federation's signed genesis file, genesis.json)")
+	}
+	for field, v := range map[string]string{"data_dir": c.DataDir, "tls.cert": c.TLS.Cert, "tls.key": c.TLS.Key, "keys.signing": c.Keys.Signing} {
 		if v == "" {
 			return fmt.Errorf("%s: is required", field)
 		}
@@ -220,7 +234,7 @@ func (c *Config) DataKeys() (*datakey.Ring, error) {
 }
 
 func (c *Config) resolve(base string) {
-	paths := []*string{&c.DataDir, &c.Directory, &c.TLS.Cert, &c.TLS.Key, &c.DataKeyFile, &c.Keys.Signing}
+	paths := []*string{&c.DataDir, &c.Genesis, &c.TLS.Cert, &c.TLS.Key, &c.DataKeyFile, &c.Keys.Signing}
 	for i := range c.Keys.Encryption {
 		paths = append(paths, &c.Keys.Encryption[i])
 	}

@@ -14,7 +14,7 @@ const good = `state: XAA
 listen: 127.0.0.1:7401
 data_dir: data
 data_key_file: data.key
-directory: ../../directory.json
+genesis: ../../genesis.json
 tls:
   cert: node.pem
   key: node-key.pem
@@ -40,6 +40,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{strings.Replace(good, "state: XAA\n", "", 1), "state: is required"},
 		{strings.Replace(good, "listen: 127.0.0.1:7401", "listen: localhost", 1), "listen:"},
 		{strings.Replace(good, "data_dir: data\n", "", 1), "data_dir: is required"},
+		{strings.Replace(good, "genesis: ../../genesis.json\n", "", 1), "genesis: is required"},
+		{strings.Replace(good, "genesis: ../../genesis.json\n", "genesis: \"\"\n", 1), "genesis: is required"},
+		{strings.Replace(good, "genesis: ../../genesis.json", "directory: ../../directory.json", 1), "directory: is no longer read"},
 		{strings.Replace(good, "data_key_file: data.key\n", "", 1), "data_key_file: is required"},
 		{strings.Replace(good, "data_key_file: data.key", "data_key_file: ./data/keys", 1), "data_key_file: ./data/keys is inside data_dir data"},
 		{strings.Replace(good, "  key: node-key.pem\n", "", 1), "tls.key: is required"},
@@ -75,8 +78,8 @@ func TestLoadResolvesRelativePaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := filepath.Join(dir, "directory.json"); c.Directory != want {
-		t.Fatalf("directory = %s, want %s", c.Directory, want)
+	if want := filepath.Join(dir, "genesis.json"); c.Genesis != want {
+		t.Fatalf("genesis = %s, want %s", c.Genesis, want)
 	}
 	if want := filepath.Join(dir, "XAA", "node", "data"); c.DataDir != want {
 		t.Fatalf("data_dir = %s, want %s", c.DataDir, want)

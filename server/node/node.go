@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/tls"
 	"errors"
@@ -24,8 +25,10 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/dirsync"
 	"github.com/pocnet/pocnet/internal/envelope"
 	"github.com/pocnet/pocnet/internal/exchange"
+	"github.com/pocnet/pocnet/internal/governance"
 	"github.com/pocnet/pocnet/internal/identity"
 	"github.com/pocnet/pocnet/internal/relay"
 	"github.com/pocnet/pocnet/internal/store"
@@ -34,6 +37,7 @@ import (
 	"github.com/pocnet/pocnet/server/auth"
 	"github.com/pocnet/pocnet/server/config"
 	"github.com/pocnet/pocnet/server/contactsvc"
+	"github.com/pocnet/pocnet/server/fedsvc"
 	"github.com/pocnet/pocnet/server/peers"
 	"github.com/pocnet/pocnet/server/recordsvc"
 	"github.com/pocnet/pocnet/server/relaysvc"
@@ -57,6 +61,12 @@ type Options struct {
 	BaseBackoff time.Duration
 	// Now, if set, is the node's clock.
 	Now func() time.Time
+	// Context, if set, bounds the wait of a node whose state is not yet a
+	// member (see join); nil waits until admitted.
+	Context context.Context
+	// DirectorySyncInterval, if set, overrides the directory's anti-entropy
+	// period (30s).
+	DirectorySyncInterval time.Duration
 }
 
 // Node is a running node.
@@ -70,6 +80,7 @@ type Node struct {
 	worker    *relay.Worker
 	transport *peers.Transport
 	dir       *directory.Source
+	mgr       *dirsync.Manager // the signed directory
 	self      identity.ID
 	now       func() time.Time
 	served    chan error
@@ -78,6 +89,7 @@ type Node struct {
 	ctx       context.Context // background work; cancelled by Stop
 	cancel    context.CancelFunc
 	rewrap    sync.Mutex // held while a rewrap runs
+	certs     *identity.CertFile
 }
 
 // Start opens everything and serves. On error, whatever was opened is
@@ -92,29 +104,23 @@ func Start(o Options) (n *Node, err error) {
 	if now == nil {
 		now = time.Now
 	}
-	d, err := directory.Load(cfg.Directory)
+	genesis, err := governance.LoadGenesis(cfg.Genesis)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := d.Member(cfg.State); !ok {
-		return nil, fmt.Errorf("state: %s is not a member of the directory %s", cfg.State, cfg.Directory)
+	// The genesis is trusted only once every founder's signature verifies;
+	// it is checked before anything is opened.
+	anchor, err := governance.NewChain(genesis, now())
+	if err != nil {
+		return nil, fmt.Errorf("genesis %s: %w", cfg.Genesis, err)
 	}
-	dir := directory.NewSource(d)
+	federation := anchor.Latest().Directory().Federation()
+	self := identity.Node(federation, cfg.State)
 	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
-	self := identity.Node(d.Federation(), cfg.State)
-	// Refuse to start with a certificate the peers would refuse: it must
-	// name this node and chain to this state's CA in the directory.
-	id, _, err := d.Bundle().Verify(cert.Certificate, 0, now())
-	if err != nil {
-		return nil, fmt.Errorf("tls.cert: %w", err)
-	}
-	if id != self {
-		return nil, fmt.Errorf("tls.cert: certificate names %s, but this node is %s", id, self)
-	}
-	signer, opener, err := loadKeys(cfg, d, now())
+	signingKey, encKeys, err := loadKeyFiles(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -133,20 +139,64 @@ func Start(o Options) (n *Node, err error) {
 		lis.Close()
 		return nil, err
 	}
-	n = &Node{log: log, cfg: cfg, lis: lis, db: db, dir: dir, self: self, now: now, served: make(chan error, 1)}
+	n = &Node{log: log, cfg: cfg, lis: lis, db: db, self: self, now: now, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			n.closeAll()
 		}
 	}()
-	if err := n.recordStart(&cert, d); err != nil {
-		return nil, err
+	signer, err := envelope.NewSigner(signingKey)
+	if err != nil {
+		return nil, fmt.Errorf("keys.signing: %w", err)
 	}
-	ex, err := exchange.New(exchange.Config{State: cfg.State, Directory: dir, Store: db, Signer: signer, Sealer: envelope.NewSealer(d.Federation(), cfg.State, now), Opener: opener, Logger: log.Named("exchange"), Now: now})
+	opener := envelope.NewOpener(federation, cfg.State, encKeys)
+	n.mgr, err = dirsync.New(dirsync.Config{
+		State: cfg.State, Genesis: genesis, Store: db, Signer: signer,
+		SigningKeys:      map[string]ed25519.PrivateKey{signer.KeyID(): signingKey},
+		AddEncryptionKey: opener.AddKey,
+		Logger:           log.Named("directory"), Now: now,
+		Interval: o.DirectorySyncInterval,
+	})
 	if err != nil {
 		return nil, err
 	}
-	n.transport = peers.New(peers.Config{Certificate: &cert, Directory: dir, Logger: log.Named("peers")})
+	dir := n.mgr.Source()
+	n.dir = dir
+	if !n.mgr.IsMember() {
+		// Until admitted, the certificate cannot verify against the
+		// directory in force: it is only presented to the members' nodes,
+		// which judge it by theirs.
+		joining := peers.New(peers.Config{Certificate: &cert, Directory: dir, Logger: log.Named("peers")})
+		n.mgr.SetPeers(joining)
+		err := n.join(o.Context)
+		n.mgr.SetPeers(nil)
+		joining.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	d := dir.Directory()
+	// Refuse to start with a certificate the peers would refuse: it must
+	// name this node and chain to this state's CA in the directory.
+	n.certs, err = loadCertificate(cfg.TLS.Cert, cfg.TLS.Key, dir, self, now, func(err error) { n.certificateChanged(err) })
+	if err != nil {
+		return nil, err
+	}
+	n.transport = peers.New(peers.Config{GetCertificate: n.certs.Certificate, Directory: dir, Logger: log.Named("peers")})
+	n.mgr.SetPeers(n.transport)
+	if err := checkKeys(cfg.State, d, signer, opener); err != nil {
+		return nil, err
+	}
+	if err := n.recordStart(n.certs.Certificate(), d); err != nil {
+		return nil, err
+	}
+	ex, err := exchange.New(exchange.Config{
+		State: cfg.State, Directory: dir, Store: db, Signer: signer, Sealer: envelope.NewSealer(d.Federation(), cfg.State, now), Opener: opener,
+		DirectoryBehind: n.mgr.Nudge, Logger: log.Named("exchange"), Now: now,
+	})
+	if err != nil {
+		return nil, err
+	}
 	n.worker = relay.New(relay.Config{
 		Transport: n.transport, Handler: ex, Logger: log.Named("relay"), Now: now,
 		BaseBackoff: o.BaseBackoff, MaxBackoff: cfg.Relay.MaxBackoff, DeliverTimeout: cfg.Relay.DeliverTimeout,
@@ -160,7 +210,7 @@ func Start(o Options) (n *Node, err error) {
 
 	authz := &auth.Authorizer{Self: self, Directory: dir, Logger: log.Named("auth")}
 	n.srv = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(identity.ServerConfig(&cert, dir, self, now))),
+		grpc.Creds(credentials.NewTLS(identity.ServerConfigFunc(n.certs.Certificate, dir, self, now))),
 		grpc.ChainUnaryInterceptor(authz.Unary),
 		grpc.ChainStreamInterceptor(authz.Stream),
 		grpc.MaxRecvMsgSize(MaxRecvMessageSize),
@@ -173,6 +223,7 @@ func Start(o Options) (n *Node, err error) {
 	recordsvc.Register(n.srv, recordsvc.New(recordsvc.Config{Exchange: ex}))
 	relaysvc.Register(n.srv, relaysvc.New(relaysvc.Config{Exchange: ex, State: cfg.State, HeardFrom: n.worker.HeardFrom, Now: now}))
 	auditsvc.Register(n.srv, auditsvc.New(auditsvc.Config{Log: db, Now: now}))
+	fedsvc.Register(n.srv, fedsvc.New(n.mgr))
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.srv, n.health)
 	if cfg.Reflection {
@@ -183,11 +234,49 @@ func Start(o Options) (n *Node, err error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.ctx, n.cancel = ctx, cancel
+	n.mgr.Start()
+	n.announce.Add(1)
+	go func() { defer n.announce.Done(); authz.Run(ctx) }() // ends running streams a new directory no longer trusts
 	n.announceTo(ctx, d)
 	log.Info("node started", zap.String("identity", self.String()), zap.String("listen", lis.Addr().String()),
-		zap.Int("members", len(d.States())), zap.Int("queued_for_delivery", queued), zap.Bool("reflection", cfg.Reflection))
+		zap.Int("members", len(d.States())), zap.Uint64("directory_version", n.mgr.Latest().Number()), zap.Int("queued_for_delivery", queued), zap.Bool("reflection", cfg.Reflection))
 	return n, nil
 }
+
+// join waits until this node's state is a member of the directory: a
+// participant the members are admitting installs the genesis, starts its
+// node, and the node asks the members' nodes for newer versions until one
+// admits it. Until then their nodes refuse its certificate, so every round
+// fails quietly; the wait is logged.
+func (n *Node) join(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	const every = 2 * time.Second
+	logged := time.Time{}
+	for !n.mgr.IsMember() {
+		if time.Since(logged) > time.Minute {
+			n.log.Warn("waiting to be admitted: this state is not a member of the directory; asking the members' nodes for newer versions",
+				zap.String("state", n.cfg.State), zap.Uint64("directory_version", n.mgr.Latest().Number()), zap.Duration("every", every))
+			logged = time.Now()
+		}
+		n.mgr.SyncNow()
+		if n.mgr.IsMember() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("state: %s is not a member of the federation's directory (version %d) and was not admitted while the node waited: %w",
+				n.cfg.State, n.mgr.Latest().Number(), ctx.Err())
+		case <-time.After(every):
+		}
+	}
+	n.log.Info("admitted: this state is a member of the directory", zap.Uint64("directory_version", n.mgr.Latest().Number()))
+	return nil
+}
+
+// Directory returns the node's directory manager.
+func (n *Node) Directory() *dirsync.Manager { return n.mgr }
 
 // announceTo pings every peer once, so that peers holding envelopes for
 // this node retry them at once instead of waiting out their backoff.
@@ -280,6 +369,9 @@ func (n *Node) closeAll() {
 	if n.worker != nil {
 		n.worker.Stop()
 	}
+	if n.mgr != nil {
+		n.mgr.Stop()
+	}
 	if n.transport != nil {
 		n.transport.Close()
 	}
@@ -297,20 +389,11 @@ func (n *Node) closeAll() {
 // stops on its own.
 func (n *Node) Done() <-chan error { return n.served }
 
-// loadKeys loads the state's private keys and refuses to start with keys
-// the peers would refuse or with a published encryption key the node could
-// not open: an envelope sealed to it would be undeliverable.
-func loadKeys(cfg *config.Config, d *directory.Directory, now time.Time) (*envelope.Signer, *envelope.Opener, error) {
+// loadKeyFiles loads the private keys the configuration names.
+func loadKeyFiles(cfg *config.Config) (ed25519.PrivateKey, map[string]hpke.PrivateKey, error) {
 	sk, err := envelope.LoadSigningKey(cfg.Keys.Signing)
 	if err != nil {
 		return nil, nil, fmt.Errorf("keys.signing: %w", err)
-	}
-	signer, err := envelope.NewSigner(sk)
-	if err != nil {
-		return nil, nil, fmt.Errorf("keys.signing: %w", err)
-	}
-	if pk, ok := d.SigningKey(cfg.State, signer.KeyID()); !ok || pk.GetStatus() != pocnetv1.KeyStatus_KEY_STATUS_ACTIVE {
-		return nil, nil, fmt.Errorf("keys.signing: key %s is not an ACTIVE signing key of %s in the directory", signer.KeyID(), cfg.State)
 	}
 	priv := map[string]hpke.PrivateKey{}
 	for i, path := range cfg.Keys.Encryption {
@@ -320,10 +403,21 @@ func loadKeys(cfg *config.Config, d *directory.Directory, now time.Time) (*envel
 		}
 		priv[id] = k
 	}
-	for _, k := range d.EncryptionKeys(cfg.State) {
-		if _, ok := priv[k.GetKeyId()]; !ok && k.GetStatus() != pocnetv1.KeyStatus_KEY_STATUS_REVOKED {
-			return nil, nil, fmt.Errorf("keys.encryption: the directory publishes encryption key %s (%s) for %s, but no file listed holds its private key", k.GetKeyId(), k.GetStatus(), cfg.State)
+	return sk, priv, nil
+}
+
+// checkKeys refuses to start with a signing key the peers would refuse or
+// with a published encryption key the node could not open: an envelope
+// sealed to it would be undeliverable. The keys are those of the files and
+// those the node made when its state rotated them (kept in its store).
+func checkKeys(state string, d *directory.Directory, signer *envelope.Signer, opener *envelope.Opener) error {
+	if pk, ok := d.SigningKey(state, signer.KeyID()); !ok || pk.GetStatus() != pocnetv1.KeyStatus_KEY_STATUS_ACTIVE {
+		return fmt.Errorf("keys.signing: key %s is not an ACTIVE signing key of %s in the directory, and the node holds no other that is", signer.KeyID(), state)
+	}
+	for _, k := range d.EncryptionKeys(state) {
+		if !opener.Holds(k.GetKeyId()) && k.GetStatus() != pocnetv1.KeyStatus_KEY_STATUS_REVOKED {
+			return fmt.Errorf("keys.encryption: the directory publishes encryption key %s (%s) for %s, but neither a file listed nor the node's store holds its private key", k.GetKeyId(), k.GetStatus(), state)
 		}
 	}
-	return signer, envelope.NewOpener(d.Federation(), cfg.State, priv), nil
+	return nil
 }

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,9 +10,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pocnet/pocnet/certs"
-	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/envelope"
 	"github.com/pocnet/pocnet/internal/testfed"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
@@ -41,13 +42,9 @@ func TestKeyRotationUnderTraffic(t *testing.T) {
 	f.Stop("XBB")
 	sendN("backlog", 10)
 
-	// Rotation: new keys on disk, the directory lists old and new.
-	dirPath := f.Node("XAA").Config.Directory
-	d, err := directory.Load(dirPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pb := d.Proto()
+	// Rotation: new keys on disk, the directory lists old and new. XAA
+	// signs the new directory with its new key: the old one is retired.
+	pb := proto.Clone(f.Certs.Directory).(*pocnetv1.Directory)
 	now := time.Now()
 	newSigning, _ := envelope.GenerateSigningKey()
 	newEncryption, _ := envelope.GenerateEncryptionKey()
@@ -61,13 +58,8 @@ func TestKeyRotationUnderTraffic(t *testing.T) {
 			m.EncryptionKeys = append(m.EncryptionKeys, certs.PublishEncryptionKey(newEncryption))
 		}
 	}
-	data, err := directory.Marshal(pb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dirPath, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	signers := map[string]ed25519.PrivateKey{"XAA": newSigning}
+	f.ReplaceGenesis(pb, signers)
 	cfgA, cfgB := f.Node("XAA").Config, f.Node("XBB").Config
 	cfgA.Keys.Signing = writeKey(t, filepath.Dir(cfgA.Keys.Signing), "signing-key-2.pem", must(envelope.MarshalSigningKey(newSigning)))
 	oldEncryption := cfgB.Keys.Encryption
@@ -114,12 +106,7 @@ func TestKeyRotationUnderTraffic(t *testing.T) {
 			m.EncryptionKeys = m.EncryptionKeys[1:]
 		}
 	}
-	if data, err = directory.Marshal(pb); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dirPath, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	f.ReplaceGenesis(pb, signers)
 	cfgB.Keys.Encryption = cfgB.Keys.Encryption[1:]
 	f.Restart("XAA")
 	f.Restart("XBB")

@@ -1,11 +1,20 @@
-// Package peers is the client side of RelayService: one gRPC connection per
-// peer node, dialed lazily over mutual TLS that accepts only that peer
-// state's node identity, verified against that state's CA.
+// Package peers is the client side of node-to-node calls: one gRPC
+// connection per peer node, dialed lazily over mutual TLS that accepts only
+// that peer state's node identity, verified against that state's CA, and
+// shared by RelayService and every other node-to-node service (Conn).
+//
+// A connection lives only as long as the directory in force trusts it: when
+// the directory changes, the transport verifies again the chain each open
+// connection's server presented, and closes a connection whose chain no
+// longer verifies (revoked, CA replaced) or whose peer is no longer a member
+// or has moved. The next call dials again, and its handshake is checked
+// against the new directory.
 package peers
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync"
@@ -14,8 +23,10 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/identity"
@@ -25,11 +36,25 @@ import (
 // MaxMessageSize bounds what a node sends or accepts in one call.
 const MaxMessageSize = 64 << 20
 
+// ErrNoPeer is returned (wrapped) for a state the directory in force lists
+// with no endpoint, including one that is not a member.
+var ErrNoPeer = errors.New("not a peer in the directory in force")
+
+// ErrClosed is returned (wrapped) by a Transport after Close.
+var ErrClosed = errors.New("peer transport closed")
+
 // Config configures the transport.
 type Config struct {
+	// Certificate is the node's certificate, presented to peers.
 	Certificate *tls.Certificate
-	Directory   *directory.Source
-	Logger      *zap.Logger
+	// GetCertificate, if set, is used instead of Certificate and called at
+	// each handshake, so that a reloaded certificate is presented to peers
+	// from the next connection on (identity.CertFile.Certificate).
+	GetCertificate func() *tls.Certificate
+	Directory      *directory.Source
+	Logger         *zap.Logger
+	// Now is the clock peers' certificates are checked at; default time.Now.
+	Now func() time.Time
 }
 
 // Transport delivers envelopes to peers; it implements relay.Transport.
@@ -37,36 +62,89 @@ type Transport struct {
 	cfg   Config
 	mu    sync.Mutex
 	conns map[string]*conn
+	// closed is set by Close: no connection is dialed after it.
+	closed bool
+
+	kick      chan struct{} // wakes watch to re-check connections
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 type conn struct {
+	state    string
 	endpoint string
 	cc       *grpc.ClientConn
-	client   pocnetv1.RelayServiceClient
+	relay    pocnetv1.RelayServiceClient
+
+	mu sync.Mutex
+	// chain is what the server presented at the last handshake that
+	// verified, and bundle what it was verified against.
+	chain  []*x509.Certificate
+	bundle *identity.Bundle
+	// refusedUnder is the bundle under which the last handshake was
+	// refused, or nil if it verified. Such a connection backs off before
+	// it dials again; under a new directory it is dialed again at once.
+	refusedUnder *identity.Bundle
 }
 
-// New returns a Transport.
+// New returns a Transport. It follows the directory until Close.
 func New(cfg Config) *Transport {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	return &Transport{cfg: cfg, conns: map[string]*conn{}}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.GetCertificate == nil {
+		cert := cfg.Certificate
+		cfg.GetCertificate = func() *tls.Certificate { return cert }
+	}
+	t := &Transport{
+		cfg: cfg, conns: map[string]*conn{},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	go t.watch()
+	return t
 }
 
-func (t *Transport) client(state string) (pocnetv1.RelayServiceClient, error) {
+// conn returns the connection to state's node, dialing it if there is none
+// or the directory moved the peer.
+func (t *Transport) conn(state string) (*conn, error) {
 	dir := t.cfg.Directory.Directory()
 	eps := dir.Endpoints(state)
 	if len(eps) == 0 {
-		return nil, fmt.Errorf("peer %s has no endpoint in the directory", state)
+		return nil, fmt.Errorf("peer %s: %w", state, ErrNoPeer)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		return nil, fmt.Errorf("peer %s: %w", state, ErrClosed)
+	}
 	if c, ok := t.conns[state]; ok && c.endpoint == eps[0] {
-		return c.client, nil
+		return c, nil
 	} else if ok {
 		c.cc.Close() // the directory moved the peer
+		delete(t.conns, state)
 	}
-	tlsCfg := identity.ClientConfig(t.cfg.Certificate, t.cfg.Directory, identity.Node(dir.Federation(), state), nil)
+	c := &conn{state: state, endpoint: eps[0]}
+	src := t.cfg.Directory
+	tlsCfg := identity.ClientConfigFunc(t.cfg.GetCertificate, src, identity.Node(dir.Federation(), state), t.cfg.Now)
+	verify := tlsCfg.VerifyConnection
+	tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		// The bundle is read before verifying, so that what is recorded is
+		// at least as old as what verified: a directory put in force in
+		// between makes watch check this connection again.
+		b := src.Bundle()
+		if err := verify(cs); err != nil {
+			c.mu.Lock()
+			c.refusedUnder = b
+			c.mu.Unlock()
+			return err
+		}
+		t.record(c, cs.PeerCertificates, b)
+		return nil
+	}
 	cc, err := grpc.NewClient(eps[0],
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
@@ -78,18 +156,156 @@ func (t *Transport) client(state string) (pocnetv1.RelayServiceClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer %s at %s: %w", state, eps[0], err)
 	}
-	c := &conn{endpoint: eps[0], cc: cc, client: pocnetv1.NewRelayServiceClient(cc)}
+	c.cc, c.relay = cc, pocnetv1.NewRelayServiceClient(cc)
 	t.conns[state] = c
-	return c.client, nil
+	return c, nil
+}
+
+// record keeps the chain a connection's server presented, for watch to
+// verify again when the directory changes.
+func (t *Transport) record(c *conn, chain []*x509.Certificate, b *identity.Bundle) {
+	c.mu.Lock()
+	c.chain, c.bundle, c.refusedUnder = chain, b, nil
+	c.mu.Unlock()
+	if t.cfg.Directory.Bundle() != b {
+		// A new directory came into force during this handshake, perhaps
+		// after watch looked at this connection.
+		select {
+		case t.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// watch re-checks open connections at each change of the directory.
+func (t *Transport) watch() {
+	defer close(t.done)
+	for {
+		changed := t.cfg.Directory.Changed()
+		select {
+		case <-t.stop:
+			return
+		case <-changed:
+		case <-t.kick:
+		}
+		t.recheck()
+	}
+}
+
+// recheck closes every connection the directory in force no longer
+// trusts. Calls running on it fail; the next call dials again. It also
+// closes a connection whose last handshake was refused under an older
+// directory, so that a peer the new one trusts again is dialed at once
+// rather than after the connection's backoff.
+func (t *Transport) recheck() {
+	dir := t.cfg.Directory.Directory()
+	b := dir.Bundle()
+	now := t.cfg.Now()
+	type closing struct {
+		c      *conn
+		why    error
+		redial bool
+	}
+	var stale []closing
+	t.mu.Lock()
+	for state, c := range t.conns {
+		redial, why := t.untrusted(c, dir, b, now)
+		if why != nil || redial {
+			delete(t.conns, state)
+			stale = append(stale, closing{c, why, redial})
+		}
+	}
+	t.mu.Unlock()
+	// Closed outside the lock: Close waits for the connection's goroutines.
+	for _, s := range stale {
+		s.c.cc.Close()
+		if s.why != nil {
+			t.cfg.Logger.Warn("connection to peer closed: the directory in force no longer trusts it",
+				zap.String("peer", s.c.state), zap.String("endpoint", s.c.endpoint), zap.Error(s.why))
+		} else {
+			t.cfg.Logger.Info("connection to peer closed, to be dialed again under the new directory: its last handshake was refused",
+				zap.String("peer", s.c.state), zap.String("endpoint", s.c.endpoint))
+		}
+	}
+}
+
+// untrusted says why c may not be used under dir, or whether it should be
+// dialed again (redial) although nothing is wrong with it.
+func (t *Transport) untrusted(c *conn, dir *directory.Directory, b *identity.Bundle, now time.Time) (redial bool, why error) {
+	eps := dir.Endpoints(c.state)
+	if len(eps) == 0 {
+		return false, fmt.Errorf("peer %s: %w", c.state, ErrNoPeer)
+	}
+	if eps[0] != c.endpoint {
+		return false, fmt.Errorf("peer %s moved from %s to %s", c.state, c.endpoint, eps[0])
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refusedUnder != nil {
+		return c.refusedUnder != b, nil
+	}
+	if c.chain == nil || c.bundle == b {
+		// Not connected yet (its handshake will use the directory in
+		// force), or already checked against this directory.
+		return false, nil
+	}
+	if err := identity.VerifyServer(c.chain, b, identity.Node(dir.Federation(), c.state), now); err != nil {
+		return false, err
+	}
+	c.bundle = b
+	return false, nil
+}
+
+// Conn returns the connection to state's node, for node-to-node services
+// other than RelayService (FederationService). It is shared with Deliver
+// and Ping, and stays usable: each call goes over the connection in use at
+// that time, dialed again if the transport closed the previous one after a
+// change of the directory. It fails if state is not a peer in the
+// directory in force.
+func (t *Transport) Conn(state string) (grpc.ClientConnInterface, error) {
+	if _, err := t.conn(state); err != nil {
+		return nil, err
+	}
+	return peerConn{t: t, state: state}, nil
+}
+
+type peerConn struct {
+	t     *Transport
+	state string
+}
+
+func unavailable(err error) error {
+	if errors.Is(err, ErrNoPeer) {
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}
+
+// Invoke implements grpc.ClientConnInterface.
+func (p peerConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	c, err := p.t.conn(p.state)
+	if err != nil {
+		return unavailable(err)
+	}
+	return c.cc.Invoke(ctx, method, args, reply, opts...)
+}
+
+// NewStream implements grpc.ClientConnInterface.
+func (p peerConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	c, err := p.t.conn(p.state)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return c.cc.NewStream(ctx, desc, method, opts...)
 }
 
 // Deliver implements relay.Transport.
 func (t *Transport) Deliver(ctx context.Context, peer string, envs []*pocnetv1.Envelope) ([]*pocnetv1.DeliveryResult, error) {
-	c, err := t.client(peer)
+	c, err := t.conn(peer)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.Deliver(ctx, &pocnetv1.DeliverRequest{Envelopes: envs})
+	resp, err := c.relay.Deliver(ctx, &pocnetv1.DeliverRequest{Envelopes: envs})
 	if err != nil {
 		return nil, err
 	}
@@ -98,18 +314,24 @@ func (t *Transport) Deliver(ctx context.Context, peer string, envs []*pocnetv1.E
 
 // Ping calls peer's Ping, telling it this node is up.
 func (t *Transport) Ping(ctx context.Context, peer string) error {
-	c, err := t.client(peer)
+	c, err := t.conn(peer)
 	if err != nil {
 		return err
 	}
-	_, err = c.Ping(ctx, &pocnetv1.PingRequest{})
+	_, err = c.relay.Ping(ctx, &pocnetv1.PingRequest{})
 	return err
 }
 
-// Close closes every connection.
+// Close stops following the directory and closes every connection. Calls
+// after it fail with ErrClosed.
 func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		close(t.stop)
+		<-t.done
+	})
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.closed = true
 	var errs []error
 	for s, c := range t.conns {
 		errs = append(errs, c.cc.Close())

@@ -9,7 +9,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/pocnet/pocnet/internal/dirsync"
 	"github.com/pocnet/pocnet/internal/exchange"
+	"github.com/pocnet/pocnet/internal/governance"
 )
 
 var table = []struct {
@@ -22,6 +24,17 @@ var table = []struct {
 	{exchange.ErrFailedPrecondition, codes.FailedPrecondition},
 	{exchange.ErrAlreadyExists, codes.AlreadyExists},
 	{exchange.ErrUnavailable, codes.Unavailable},
+	{dirsync.ErrInvalidArgument, codes.InvalidArgument},
+	{dirsync.ErrNotFound, codes.NotFound},
+	{dirsync.ErrPermissionDenied, codes.PermissionDenied},
+	{dirsync.ErrFailedPrecondition, codes.FailedPrecondition},
+	{dirsync.ErrUnavailable, codes.Unavailable},
+	{governance.ErrInvalid, codes.InvalidArgument},
+	{governance.ErrUnauthorized, codes.PermissionDenied},
+	{governance.ErrObjected, codes.FailedPrecondition},
+	{governance.ErrNotYetEffective, codes.FailedPrecondition},
+	{governance.ErrStale, codes.FailedPrecondition},
+	{governance.ErrUnknownParent, codes.FailedPrecondition},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 }

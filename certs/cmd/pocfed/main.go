@@ -1,9 +1,20 @@
 // Command pocfed creates a development federation: a root CA per state, node
-// and operator certificates, the directory, and the configuration files of
-// pocnode and pocctl.
+// and operator certificates, the directory, the genesis signed by every
+// state, and the configuration files of pocnode and pocctl.
 //
 //	pocfed [--out _fed] [--states 3 | --state-codes XAA,XBB] [--federation pocnet.example]
-//	       [--host 127.0.0.1] [--base-port 7401] [--validity 2160h] [--force]
+//	       [--host 127.0.0.1] [--base-port 7401] [--validity 2160h]
+//	       [--rule consensus|supermajority:<percent>|threshold:<states>]
+//	       [--silence-period 72h] [--force]
+//
+// pocfed member makes the material of one participant joining a federation
+// pocfed wrote, without touching the existing members' files: its own CA,
+// certificates and keys, a node configuration reading a copy of the
+// federation's genesis, and member.json, the directory entry the members
+// propose to admit.
+//
+//	pocfed member --dir _fed --state XDD [--observer] [--name "Republic of XDD"]
+//	       [--listen 127.0.0.1:7404] [--out _fed/XDD] [--validity 2160h]
 //
 // The keys it writes are unencrypted development keys: never commit them.
 package main
@@ -16,11 +27,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/pocnet/pocnet/certs"
+	"github.com/pocnet/pocnet/internal/governance"
 	"github.com/pocnet/pocnet/internal/identity"
+	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
 // maxStates bounds --states: enough for every member state of the UN with
@@ -39,6 +55,9 @@ type config struct {
 
 // run is the whole command; it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "member" {
+		return runMember(args[1:], stdout, stderr)
+	}
 	cfg, err := parse(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -82,6 +101,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		port  int
 		valid time.Duration
 		fedID string
+		rule  string
+		quiet time.Duration
 	)
 	fs.StringVar(&cfg.out, "out", "_fed", "`folder` to write the federation to")
 	fs.IntVar(&count, "states", certs.DefaultCount, "number of states, with codes XAA, XBB, ... (1 to 400)")
@@ -90,9 +111,11 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&host, "host", certs.DefaultHost, "`host` of every node endpoint")
 	fs.IntVar(&port, "base-port", certs.DefaultBasePort, "`port` of the first state's node; state i gets base-port+i (0: every node on port 0)")
 	fs.DurationVar(&valid, "validity", certs.DefaultValidity, "lifetime of node and operator certificates")
+	fs.StringVar(&rule, "rule", fmt.Sprintf("supermajority:%d", certs.DefaultSupermajority), "decision `rule` of the genesis: consensus, supermajority:<percent> (51 to 100) or threshold:<states>")
+	fs.DurationVar(&quiet, "silence-period", certs.DefaultSilencePeriod, "how long an observer admission stays open for objections")
 	fs.BoolVar(&cfg.force, "force", false, "replace a federation already written to --out")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: pocfed [flags]\n\nCreates a development federation: a root CA per state, node and operator\ncertificates, the directory and the pocnode/pocctl configuration files.\n\nflags:")
+		fmt.Fprintln(stderr, "usage: pocfed [flags]\n       pocfed member --dir <federation folder> --state <code> [flags]\n\nCreates a development federation: a root CA per state, node and operator\ncertificates, the directory, the genesis signed by every state and the\npocnode/pocctl configuration files. 'pocfed member -h' tells how to make\nthe material of a participant joining it.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -162,7 +185,69 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("--validity: %s: must not exceed the CA lifetime %s", valid, certs.CAValidity)
 	}
 	cfg.opts.Validity = valid
+	r, err := parseRule(rule, quiet, n)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.opts.Rule = r
 	return cfg, nil
+}
+
+// parseRule reads --rule and --silence-period into a decision rule for n
+// state members, checked with governance.ValidateRule; an error names the
+// flag at fault.
+func parseRule(s string, silence time.Duration, n int) (*pocnetv1.DecisionRule, error) {
+	r := &pocnetv1.DecisionRule{SilencePeriod: durationpb.New(silence)}
+	kind, arg, hasArg := strings.Cut(s, ":")
+	number := func(what string) (uint32, error) {
+		v, err := strconv.ParseUint(arg, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("--rule: %q: the %s after %q must be a whole number", s, what, kind+":")
+		}
+		return uint32(v), nil
+	}
+	switch {
+	case kind == "consensus" && !hasArg:
+		r.Rule = &pocnetv1.DecisionRule_Consensus{Consensus: &pocnetv1.ConsensusRule{}}
+	case kind == "supermajority" && hasArg:
+		p, err := number("percent")
+		if err != nil {
+			return nil, err
+		}
+		r.Rule = &pocnetv1.DecisionRule_Supermajority{Supermajority: &pocnetv1.SupermajorityRule{Percent: p}}
+	case kind == "threshold" && hasArg:
+		t, err := number("number of states")
+		if err != nil {
+			return nil, err
+		}
+		r.Rule = &pocnetv1.DecisionRule_Threshold{Threshold: &pocnetv1.ThresholdRule{States: t}}
+	default:
+		return nil, fmt.Errorf("--rule: %q is not consensus, supermajority:<percent> or threshold:<states>", s)
+	}
+	// The silence period first, alone, so that its fault is not reported
+	// as the rule's.
+	only := &pocnetv1.DecisionRule{Rule: &pocnetv1.DecisionRule_Consensus{Consensus: &pocnetv1.ConsensusRule{}}, SilencePeriod: r.SilencePeriod}
+	if err := governance.ValidateRule(only, n); err != nil {
+		return nil, fmt.Errorf("--silence-period: %s", strings.TrimPrefix(err.Error(), "rule.silence_period: "))
+	}
+	if err := governance.ValidateRule(r, n); err != nil {
+		return nil, fmt.Errorf("--rule: %v", err)
+	}
+	return r, nil
+}
+
+// describeRule names a rule in the summary.
+func describeRule(r *pocnetv1.DecisionRule) string {
+	var s string
+	switch {
+	case r.GetSupermajority() != nil:
+		s = fmt.Sprintf("supermajority of %d%%", r.GetSupermajority().GetPercent())
+	case r.GetThreshold() != nil:
+		s = fmt.Sprintf("threshold of %d states", r.GetThreshold().GetStates())
+	default:
+		s = "consensus"
+	}
+	return s + ", silence period " + r.GetSilencePeriod().AsDuration().String()
 }
 
 // removeFederation removes a federation written earlier. It refuses a folder
@@ -190,6 +275,11 @@ func removeFederation(dir string) error {
 
 func summary(w io.Writer, out string, fed *certs.Federation) {
 	fmt.Fprintf(w, "federation %s: %d states written to %s\n", fed.ID, len(fed.States), out)
+	codes := make([]string, len(fed.States))
+	for i, st := range fed.States {
+		codes[i] = st.Code
+	}
+	fmt.Fprintf(w, "  genesis    %s  (version 1: %s; signed by %s)\n", filepath.Join(out, certs.GenesisFile), describeRule(fed.Options().Rule), strings.Join(codes, ", "))
 	fmt.Fprintf(w, "  directory  %s\n", filepath.Join(out, certs.DirectoryFile))
 	for i, st := range fed.States {
 		m := fed.Directory.GetMembers()[i]

@@ -4,11 +4,63 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/governance"
 )
+
+// verifyGenesis loads the genesis written under dir and builds a chain of
+// it: every state signed it.
+func verifyGenesis(t *testing.T, dir string) *governance.Chain {
+	t.Helper()
+	sv, err := governance.LoadGenesis(filepath.Join(dir, "genesis.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := governance.NewChain(sv, time.Now())
+	if err != nil {
+		t.Fatalf("genesis.json does not verify: %v", err)
+	}
+	return c
+}
+
+func TestRuleFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "supermajority:70 72h0m0s"},
+		{[]string{"--rule", "consensus"}, "consensus 72h0m0s"},
+		{[]string{"--rule", "supermajority:100", "--silence-period", "1h"}, "supermajority:100 1h0m0s"},
+		{[]string{"--rule", "threshold:2", "--silence-period", "336h"}, "threshold:2 336h0m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "fed")
+			var stdout, stderr bytes.Buffer
+			if code := run(append([]string{"--out", out, "--states", "3", "--base-port", "0"}, tt.args...), &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			r := verifyGenesis(t, out).Latest().Rule()
+			got := "consensus"
+			switch {
+			case r.GetSupermajority() != nil:
+				got = "supermajority:" + strconv.Itoa(int(r.GetSupermajority().GetPercent()))
+			case r.GetThreshold() != nil:
+				got = "threshold:" + strconv.Itoa(int(r.GetThreshold().GetStates()))
+			}
+			if got += " " + r.GetSilencePeriod().AsDuration().String(); got != tt.want {
+				t.Fatalf("genesis rule %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
 
 func TestBadFlags(t *testing.T) {
 	tests := []struct {
@@ -35,6 +87,18 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--validity", "100000h"}, "--validity: 100000h0m0s: must not exceed the CA lifetime"},
 		{[]string{"--out", ""}, "--out: must not be empty"},
 		{[]string{"--colour"}, "flag provided but not defined: -colour"},
+		{[]string{"--rule", "unanimity"}, `--rule: "unanimity" is not consensus, supermajority:<percent> or threshold:<states>`},
+		{[]string{"--rule", "consensus:3"}, `--rule: "consensus:3" is not consensus`},
+		{[]string{"--rule", "supermajority"}, `--rule: "supermajority" is not consensus`},
+		{[]string{"--rule", "supermajority:high"}, `--rule: "supermajority:high": the percent after "supermajority:" must be a whole number`},
+		{[]string{"--rule", "supermajority:50"}, "--rule: rule.supermajority.percent: 50 is not between 51 and 100"},
+		{[]string{"--rule", "supermajority:101"}, "--rule: rule.supermajority.percent: 101"},
+		{[]string{"--rule", "threshold:-1"}, `--rule: "threshold:-1": the number of states after "threshold:" must be a whole number`},
+		{[]string{"--rule", "threshold:0"}, "--rule: rule.threshold.states: must be at least 1"},
+		{[]string{"--rule", "threshold:4", "--states", "3"}, "--rule: rule.threshold.states: 4 is more than the 3 state members"},
+		{[]string{"--silence-period", "0s"}, "--silence-period: 0s is not between 0 and"},
+		{[]string{"--silence-period", "-1h", "--rule", "threshold:9"}, "--silence-period: -1h0m0s"},
+		{[]string{"--silence-period", "10000h"}, "--silence-period: 10000h0m0s is not between"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
@@ -61,6 +125,7 @@ func TestWriteAndForce(t *testing.T) {
 	}
 	for _, want := range []string{
 		"federation pocnet.example: 2 states written to " + out,
+		"  genesis    " + filepath.Join(out, "genesis.json") + "  (version 1: supermajority of 70%, silence period 72h0m0s; signed by FRA, DEU)",
 		"FRA  node spiffe://pocnet.example/state/FRA/node at localhost:9100",
 		"DEU  node spiffe://pocnet.example/state/DEU/node at localhost:9101",
 		"operator spiffe://pocnet.example/state/DEU/operator/technical/duty-officer",
@@ -76,6 +141,9 @@ func TestWriteAndForce(t *testing.T) {
 	}
 	if got := d.States(); len(got) != 2 || got[0] != "DEU" || got[1] != "FRA" {
 		t.Errorf("States = %v", got)
+	}
+	if c := verifyGenesis(t, out); !proto.Equal(c.Latest().Directory().Proto(), d.Proto()) {
+		t.Error("the genesis's directory is not directory.json's")
 	}
 	keyBefore, _ := os.ReadFile(filepath.Join(out, "FRA", "ca-key.pem"))
 

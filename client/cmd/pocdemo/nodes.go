@@ -24,7 +24,7 @@ import (
 
 	"github.com/pocnet/pocnet/certs"
 	"github.com/pocnet/pocnet/client"
-	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/governance"
 	"github.com/pocnet/pocnet/internal/identity"
 	"github.com/pocnet/pocnet/server/config"
 )
@@ -187,10 +187,18 @@ func (d *demo) writeFederation() error {
 		return err
 	}
 	d.fed = fed
-	dir, err := directory.Load(filepath.Join(d.dir, certs.DirectoryFile))
+	// The demo trusts what the nodes trust: the directory of the genesis,
+	// once every state's signature on it verifies.
+	genesisFile := filepath.Join(d.dir, certs.GenesisFile)
+	genesis, err := governance.LoadGenesis(genesisFile)
 	if err != nil {
 		return err
 	}
+	chain, err := governance.NewChain(genesis, time.Now())
+	if err != nil {
+		return fmt.Errorf("genesis %s: %w", genesisFile, err)
+	}
+	dir := chain.Latest().Directory()
 	d.bundle = dir.Bundle()
 	d.directory = dir
 	for _, s := range states {
@@ -200,7 +208,8 @@ func (d *demo) writeFederation() error {
 	}
 	d.step("created the development federation %q in %s:", fed.ID, d.path(d.dir))
 	d.detail("each state has its own root CA (no shared CA), a node certificate and four operators")
-	d.detail("(admin, technical, policy, diplomatic); %s lists every state's CA, node address and PoCs", certs.DirectoryFile)
+	d.detail("(admin, technical, policy, diplomatic); %s lists every state's CA, node address", certs.GenesisFile)
+	d.detail("and PoCs, signed by all three states: it is every node's trust anchor")
 	return nil
 }
 

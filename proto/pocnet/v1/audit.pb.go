@@ -63,6 +63,10 @@ const (
 	// An admin operator exported the audit log (recorded before any record
 	// leaves the node).
 	AuditAction_AUDIT_ACTION_EXPORTED AuditAction = 14
+	// The directory changed: a version was put in force (the detail names
+	// it), or this state signed, proposed or objected to a change, or a fork
+	// or a refused version was detected.
+	AuditAction_AUDIT_ACTION_DIRECTORY AuditAction = 15
 )
 
 // Enum value maps for AuditAction.
@@ -83,6 +87,7 @@ var (
 		12: "AUDIT_ACTION_NODE_STARTED",
 		13: "AUDIT_ACTION_NODE_STOPPED",
 		14: "AUDIT_ACTION_EXPORTED",
+		15: "AUDIT_ACTION_DIRECTORY",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":         0,
@@ -100,6 +105,7 @@ var (
 		"AUDIT_ACTION_NODE_STARTED":        12,
 		"AUDIT_ACTION_NODE_STOPPED":        13,
 		"AUDIT_ACTION_EXPORTED":            14,
+		"AUDIT_ACTION_DIRECTORY":           15,
 	}
 )
 
@@ -333,7 +339,7 @@ const file_pocnet_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"AuditEntry\x12\x16\n" +
 	"\x06record\x18\x01 \x01(\fR\x06record\x12\x12\n" +
-	"\x04hash\x18\x02 \x01(\fR\x04hash*\xba\x03\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash*\xd6\x03\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11AUDIT_ACTION_SENT\x10\x01\x12\x1a\n" +
@@ -350,7 +356,8 @@ const file_pocnet_v1_audit_proto_rawDesc = "" +
 	"\x12AUDIT_ACTION_ADMIN\x10\v\x12\x1d\n" +
 	"\x19AUDIT_ACTION_NODE_STARTED\x10\f\x12\x1d\n" +
 	"\x19AUDIT_ACTION_NODE_STOPPED\x10\r\x12\x19\n" +
-	"\x15AUDIT_ACTION_EXPORTED\x10\x0eB3Z1github.com/pocnet/pocnet/proto/pocnet/v1;pocnetv1b\x06proto3"
+	"\x15AUDIT_ACTION_EXPORTED\x10\x0e\x12\x1a\n" +
+	"\x16AUDIT_ACTION_DIRECTORY\x10\x0fB3Z1github.com/pocnet/pocnet/proto/pocnet/v1;pocnetv1b\x06proto3"
 
 var (
 	file_pocnet_v1_audit_proto_rawDescOnce sync.Once
