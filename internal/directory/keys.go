@@ -1,11 +1,11 @@
 package directory
 
 import (
-	"errors"
 	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -127,6 +127,11 @@ func (d *Directory) SigningKey(state, id string) (*pocnetv1.SigningKey, bool) {
 func (d *Directory) SigningKeyValid(state, id string, madeAt time.Time) (ed25519.PublicKey, error) {
 	k, ok := d.SigningKey(state, id)
 	if !ok {
+		for other := range d.members {
+			if _, theirs := d.SigningKey(other, id); theirs {
+				return nil, fmt.Errorf("key id %q is not a signing key of %s in the directory but one of %s", id, state, other)
+			}
+		}
 		return nil, fmt.Errorf("%w: key id %q is not a signing key of %s in the directory", ErrUnknownKey, id, state)
 	}
 	switch k.GetStatus() {

@@ -100,6 +100,12 @@ func (f *CertFile) load() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("tls: %s, %s: %w", f.certPath, f.keyPath, err)
 	}
+	if pair.Leaf == nil {
+		// Set by LoadX509KeyPair unless GODEBUG x509keypairleaf=0.
+		if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return false, fmt.Errorf("tls: %s: %w", f.certPath, err)
+		}
+	}
 	if old := f.cur.Load(); old != nil && sameChain(old.Certificate, pair.Certificate) {
 		return false, nil
 	}

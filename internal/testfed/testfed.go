@@ -21,10 +21,9 @@ import (
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pocnet/pocnet/certs"
-	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/dirsync"
 	"github.com/pocnet/pocnet/internal/governance"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
@@ -106,6 +105,9 @@ type Options struct {
 	Directory func(*pocnetv1.Directory)
 	// Rule is the genesis's decision rule; nil means certs.DefaultRule().
 	Rule *pocnetv1.DecisionRule
+	// DirectorySyncInterval is the nodes' directory anti-entropy period;
+	// 0 means 500ms, so that a node that missed a push catches up quickly.
+	DirectorySyncInterval time.Duration
 }
 
 // Federation is a running test federation.
@@ -136,6 +138,9 @@ func Start(t T, opts Options) *Federation {
 	t.Helper()
 	if opts.States == 0 {
 		opts.States = 2
+	}
+	if opts.DirectorySyncInterval == 0 {
+		opts.DirectorySyncInterval = 500 * time.Millisecond
 	}
 	if opts.BaseBackoff == 0 {
 		opts.BaseBackoff = 20 * time.Millisecond
@@ -189,6 +194,12 @@ func (f *Federation) start(n *Node, lis net.Listener) {
 
 // startNode starts n on lis. On error, lis is closed.
 func (f *Federation) startNode(n *Node, lis net.Listener) error {
+	return f.startNodeContext(context.Background(), n, lis)
+}
+
+// startNodeContext starts n on lis; ctx bounds the wait of a participant
+// not yet admitted. On error, lis is closed.
+func (f *Federation) startNodeContext(ctx context.Context, n *Node, lis net.Listener) error {
 	cfg := *n.Config
 	cfg.Relay.MaxBackoff = f.opts.MaxBackoff
 	cfg.Relay.DeliverTimeout = 5 * time.Second
@@ -199,7 +210,8 @@ func (f *Federation) startNode(n *Node, lis net.Listener) error {
 	} else {
 		log = zap.NewNop()
 	}
-	nd, err := node.Start(node.Options{Config: &cfg, Logger: log, Listener: lis, BaseBackoff: f.opts.BaseBackoff, Now: f.opts.Now})
+	nd, err := node.Start(node.Options{Config: &cfg, Logger: log, Listener: lis, BaseBackoff: f.opts.BaseBackoff, Now: f.opts.Now,
+		Context: ctx, DirectorySyncInterval: f.opts.DirectorySyncInterval})
 	if err != nil {
 		lis.Close()
 		return err
@@ -369,10 +381,20 @@ func (f *Federation) NewMember(state string, observer bool) *certs.Member {
 }
 
 // StartMember starts the node of a participant made by NewMember, on the
-// address its entry lists. It returns the node's refusal, if any, rather
-// than failing the test, so that a test can also show that a participant
-// not yet admitted cannot start; it may be called again later.
+// address its entry lists, and waits until the members have admitted it
+// (its node asks theirs for the directory). It returns the node's refusal,
+// if any, rather than failing the test, so that a test can also show that
+// a participant not yet admitted does not start (StartMemberContext with a
+// short deadline); it may be called again later.
 func (f *Federation) StartMember(state string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return f.StartMemberContext(ctx, state)
+}
+
+// StartMemberContext is StartMember with the wait for admission bounded by
+// ctx.
+func (f *Federation) StartMemberContext(ctx context.Context, state string) error {
 	f.t.Helper()
 	if f.members[state] == nil {
 		f.t.Fatalf("testfed: %s was not made by NewMember", state)
@@ -381,59 +403,11 @@ func (f *Federation) StartMember(state string) error {
 	if n.node != nil {
 		return fmt.Errorf("testfed: the node of %s is already running", state)
 	}
-	return f.startNode(n, f.relisten(n.Addr))
+	return f.startNodeContext(ctx, n, f.relisten(n.Addr))
 }
 
-// ReplaceGenesis replaces Dir/genesis.json, which every founding node reads
-// when it starts, with a new genesis holding d under the federation's rule,
-// signed by every state member of d with its key in keys, or else the key
-// certs generated for it; directory.json follows. Nodes keep no chain of
-// their own yet, so restarting them after this is how a test changes the
-// directory. It returns the new genesis, which also becomes Genesis.
-func (f *Federation) ReplaceGenesis(d *pocnetv1.Directory, keys map[string]ed25519.PrivateKey) *pocnetv1.SignedVersion {
-	f.t.Helper()
-	now := time.Now
-	if f.opts.Now != nil {
-		now = f.opts.Now
-	}
-	b, err := governance.Marshal(&pocnetv1.DirectoryVersion{Version: 1, IssuedAt: timestamppb.New(now()), Directory: d, Rule: f.Certs.Options().Rule})
-	if err != nil {
-		f.t.Fatalf("testfed: %v", err)
-	}
-	sv := &pocnetv1.SignedVersion{Version: b}
-	for _, m := range d.GetMembers() {
-		if m.GetKind() != pocnetv1.MemberKind_MEMBER_KIND_STATE {
-			continue
-		}
-		k, ok := keys[m.GetState()]
-		if !ok {
-			k = f.SigningKey(m.GetState())
-		}
-		sig, err := governance.Sign(m.GetState(), k, b)
-		if err != nil {
-			f.t.Fatalf("testfed: %v", err)
-		}
-		sv.Signatures = append(sv.Signatures, sig)
-	}
-	if _, err := governance.NewChain(sv, now()); err != nil {
-		f.t.Fatalf("testfed: the new genesis does not verify: %v", err)
-	}
-	genesisJSON, err := governance.MarshalSigned(sv)
-	if err != nil {
-		f.t.Fatalf("testfed: %v", err)
-	}
-	dirJSON, err := directory.Marshal(d)
-	if err != nil {
-		f.t.Fatalf("testfed: %v", err)
-	}
-	for name, data := range map[string][]byte{certs.GenesisFile: genesisJSON, certs.DirectoryFile: dirJSON} {
-		if err := os.WriteFile(filepath.Join(f.Dir, name), data, 0o644); err != nil {
-			f.t.Fatalf("testfed: %v", err)
-		}
-	}
-	f.Genesis = sv
-	return sv
-}
+// Directory returns the running node's directory manager.
+func (n *Node) Directory() *dirsync.Manager { return n.node.Directory() }
 
 // WaitFor calls cond until it returns true or the deadline passes; it fails
 // the test with what on timeout. It polls state that real components change;

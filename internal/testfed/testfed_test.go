@@ -52,8 +52,9 @@ func TestGenesis(t *testing.T) {
 	}
 }
 
-// TestNewMember: a participant's node cannot start from a genesis that does
-// not list it; once the directory lists it, it starts and is reachable.
+// TestNewMember: a participant's node does not start while the directory
+// does not list it; once the members admit it, it starts from the genesis,
+// catches up and is reachable, without any node being restarted.
 func TestNewMember(t *testing.T) {
 	f := testfed.Start(t, testfed.Options{})
 	m := f.NewMember("XDD", false)
@@ -63,35 +64,44 @@ func TestNewMember(t *testing.T) {
 	if !f.SigningKey("XDD").Equal(m.SigningKey) {
 		t.Fatal("SigningKey(XDD) is not the member's key")
 	}
-	err := f.StartMember("XDD")
-	if err == nil || !strings.Contains(err.Error(), "state: XDD is not a member of the federation's genesis") {
+	short, cancelShort := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	err := f.StartMemberContext(short, "XDD")
+	cancelShort()
+	if err == nil || !strings.Contains(err.Error(), "XDD is not a member of the federation's directory") {
 		t.Fatalf("StartMember before admission = %v", err)
 	}
 	if obs := f.NewMember("XOO", true); obs.Entry.GetKind() != pocnetv1.MemberKind_MEMBER_KIND_OBSERVER {
 		t.Fatalf("observer entry kind %v", obs.Entry.GetKind())
 	}
 
-	// Until nodes keep a chain, a test changes the directory by founding
-	// it again: every state member signs, XDD included.
-	d := proto.Clone(f.Certs.Directory).(*pocnetv1.Directory)
-	d.Members = append(d.Members, m.Entry)
-	g := f.ReplaceGenesis(d, nil)
-	if c, err := governance.NewChain(g, time.Now()); err != nil || !slices.Equal(c.Latest().Signers(), []string{"XAA", "XBB", "XDD"}) {
-		t.Fatalf("new genesis: %v", err)
+	// The members admit XDD under the default rule (70% of two states:
+	// both), on their running nodes.
+	bg := context.Background()
+	p, err := f.Node("XAA").Directory().Propose(bg, &pocnetv1.ProposeRequest{Proposal: &pocnetv1.ProposeRequest_Admit{Admit: m.Entry}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	f.Restart("XAA")
-	f.Restart("XBB")
-	// The participant's copy of the genesis is what its node reads.
-	if err := f.StartMember("XDD"); err == nil || !strings.Contains(err.Error(), "not a member") {
-		t.Fatalf("StartMember with its own copy of the old genesis = %v", err)
+	testfed.WaitFor(t, "XBB holds the proposal", func() bool {
+		for _, q := range f.Node("XBB").Directory().Proposals() {
+			if string(q.GetHash()) == string(p.GetHash()) {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := f.Node("XBB").Directory().Sign(bg, p.GetHash()); err != nil {
+		t.Fatal(err)
 	}
-	cfg := f.Node("XDD").Config
-	cfg.Genesis = f.Node("XAA").Config.Genesis
+	// The participant's node, started from its own copy of the genesis,
+	// learns the chain from the members' nodes.
 	if err := f.StartMember("XDD"); err != nil {
-		t.Fatalf("StartMember after the directory lists it: %v", err)
+		t.Fatalf("StartMember after admission: %v", err)
 	}
 	if err := f.StartMember("XDD"); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Fatalf("StartMember twice = %v", err)
+	}
+	if n := f.Node("XDD").Directory().Latest().Number(); n != 2 {
+		t.Fatalf("XDD started at directory version %d, want 2", n)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

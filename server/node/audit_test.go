@@ -92,8 +92,8 @@ func TestAuditExportThroughNode(t *testing.T) {
 	admin := auditClient(f, "XAA", "admin")
 	adminID := f.Certs.State("XAA").Operator("admin").ID.String()
 	h := head(t, admin)
-	if h.Seq != 1 {
-		t.Fatalf("head of a fresh node: %v, want its start record", h)
+	if h.Seq != 2 {
+		t.Fatalf("head of a fresh node: %v, want the genesis in force and its start record", h)
 	}
 	entries, err := export(t, admin, &pocnetv1.ExportAuditRequest{})
 	if err != nil {
@@ -103,10 +103,13 @@ func TestAuditExportThroughNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := decode(t, entries)
-	if len(recs) != 2 {
-		t.Fatalf("%d records, want the start and this export", len(recs))
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want the genesis, the start and this export", len(recs))
 	}
-	start, exp := recs[0], recs[1]
+	if g := recs[0]; g.GetAction() != pocnetv1.AuditAction_AUDIT_ACTION_DIRECTORY || !strings.HasPrefix(g.GetDetail(), "directory version 1 in force") {
+		t.Errorf("genesis record %v", g)
+	}
+	start, exp := recs[1], recs[2]
 	if start.GetAction() != pocnetv1.AuditAction_AUDIT_ACTION_NODE_STARTED || start.GetActor() != "spiffe://"+f.Certs.ID+"/state/XAA/node" ||
 		!strings.HasPrefix(start.GetDetail(), "certificate sha256:") || !strings.Contains(start.GetDetail(), "directory "+f.Certs.ID+" sha256:") {
 		t.Errorf("start record %v", start)
@@ -129,7 +132,7 @@ func TestAuditExportThroughNode(t *testing.T) {
 	for _, r := range decode(t, entries) {
 		actions = append(actions, strings.TrimPrefix(r.GetAction().String(), "AUDIT_ACTION_"))
 	}
-	if got := strings.Join(actions, " "); got != "NODE_STARTED EXPORTED NODE_STOPPED NODE_STARTED EXPORTED" {
+	if got := strings.Join(actions, " "); got != "DIRECTORY NODE_STARTED EXPORTED NODE_STOPPED NODE_STARTED EXPORTED" {
 		t.Fatalf("actions %s", got)
 	}
 

@@ -71,25 +71,26 @@ type Options struct {
 
 // Node is a running node.
 type Node struct {
-	log       *zap.Logger
-	cfg       *config.Config
-	lis       net.Listener
-	srv       *grpc.Server
-	health    *health.Server
-	db        *store.DB
-	worker    *relay.Worker
-	transport *peers.Transport
-	dir       *directory.Source
-	mgr       *dirsync.Manager // the signed directory
-	self      identity.ID
-	now       func() time.Time
-	served    chan error
-	stopOnce  sync.Once
-	announce  sync.WaitGroup
-	ctx       context.Context // background work; cancelled by Stop
-	cancel    context.CancelFunc
-	rewrap    sync.Mutex // held while a rewrap runs
-	certs     *identity.CertFile
+	log          *zap.Logger
+	cfg          *config.Config
+	lis          net.Listener
+	srv          *grpc.Server
+	health       *health.Server
+	db           *store.DB
+	worker       *relay.Worker
+	transport    *peers.Transport
+	dir          *directory.Source
+	mgr          *dirsync.Manager // the signed directory
+	syncInterval time.Duration
+	self         identity.ID
+	now          func() time.Time
+	served       chan error
+	stopOnce     sync.Once
+	announce     sync.WaitGroup
+	ctx          context.Context // background work; cancelled by Stop
+	cancel       context.CancelFunc
+	rewrap       sync.Mutex // held while a rewrap runs
+	certs        *identity.CertFile
 }
 
 // Start opens everything and serves. On error, whatever was opened is
@@ -139,10 +140,12 @@ func Start(o Options) (n *Node, err error) {
 		lis.Close()
 		return nil, err
 	}
-	n = &Node{log: log, cfg: cfg, lis: lis, db: db, self: self, now: now, served: make(chan error, 1)}
+	n = &Node{log: log, cfg: cfg, lis: lis, db: db, self: self, now: now, served: make(chan error, 1), syncInterval: o.DirectorySyncInterval}
+	// n itself is nil once an error is returned: the cleanup keeps its own.
+	built := n
 	defer func() {
 		if err != nil {
-			n.closeAll()
+			built.closeAll()
 		}
 	}()
 	signer, err := envelope.NewSigner(signingKey)
@@ -178,7 +181,7 @@ func Start(o Options) (n *Node, err error) {
 	d := dir.Directory()
 	// Refuse to start with a certificate the peers would refuse: it must
 	// name this node and chain to this state's CA in the directory.
-	n.certs, err = loadCertificate(cfg.TLS.Cert, cfg.TLS.Key, dir, self, now, func(err error) { n.certificateChanged(err) })
+	n.certs, err = loadCertificate(cfg.TLS.Cert, cfg.TLS.Key, dir, self, now, func(err error) { built.certificateChanged(err) })
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +255,10 @@ func (n *Node) join(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	const every = 2 * time.Second
+	every := 2 * time.Second
+	if i := n.syncInterval; i > 0 && i < every {
+		every = i
+	}
 	logged := time.Time{}
 	for !n.mgr.IsMember() {
 		if time.Since(logged) > time.Minute {

@@ -164,7 +164,9 @@ func TestDeliverRefusals(t *testing.T) {
 			env := valid()
 			env.Signature.KeyId = "ed25519:0123456789abcdef0123456789abcdef"
 			return env
-		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_BAD_SIGNATURE}, `key id "ed25519:0123456789abcdef0123456789abcdef" is not a signing key of XAA`},
+			// Unknown to this node: perhaps a key of a directory version it
+			// does not hold yet, so the sender is told to retry.
+		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE}, `key id "ed25519:0123456789abcdef0123456789abcdef" is not a signing key of XAA in the directory; this node is fetching newer directory versions`},
 		{"signed with a retired key", fromA, func() *pocnetv1.Envelope {
 			c := rfi("Retired key")
 			return build(t, withKey(retiredKey), commHeader(f, "XAA", "XBB", c, now), commPayload(c))

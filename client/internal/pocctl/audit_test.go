@@ -38,38 +38,38 @@ func TestAuditAgainstRealNode(t *testing.T) {
 
 	out, _ := mustRun(t, ExitOK, "--config", admin, "audit", "verify")
 	m := intact.FindStringSubmatch(out)
-	if m == nil || m[1] != "2" {
-		t.Fatalf("live verify of a fresh node (its start, and this export):\n%s", out)
+	if m == nil || m[1] != "3" {
+		t.Fatalf("live verify of a fresh node (the genesis in force, its start, and this export):\n%s", out)
 	}
 	noted := m[3]
 
 	file := filepath.Join(t.TempDir(), "audit.jsonl")
 	_, errOut := mustRun(t, ExitOK, "--config", admin, "audit", "export", "--out", file)
-	if errOut != "exported 3 audit records to "+file+"; check them with: pocctl audit verify "+file+"\n" {
+	if errOut != "exported 4 audit records to "+file+"; check them with: pocctl audit verify "+file+"\n" {
 		t.Fatalf("export summary %q", errOut)
 	}
 	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("export file: %v, %v", fi, err)
 	}
 	out, _ = mustRun(t, ExitOK, "audit", "verify", file, "--expect-head", noted)
-	if m := intact.FindStringSubmatch(out); m == nil || m[1] != "3" {
+	if m := intact.FindStringSubmatch(out); m == nil || m[1] != "4" {
 		t.Fatalf("verify FILE:\n%s", out)
 	}
 	data, _ := os.ReadFile(file)
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
-	if len(lines) != 4 || !strings.Contains(lines[0], `"node":"spiffe://`+fed.Certs.ID+`/state/`+xaa+`/node"`) {
+	if len(lines) != 5 || !strings.Contains(lines[0], `"node":"spiffe://`+fed.Certs.ID+`/state/`+xaa+`/node"`) {
 		t.Fatalf("export file:\n%s", data)
 	}
 	var rec pocnetv1.AuditRecord
 	var line struct{ Record []byte }
-	if json.Unmarshal([]byte(lines[3]), &line) != nil || proto.Unmarshal(line.Record, &rec) != nil ||
+	if json.Unmarshal([]byte(lines[4]), &line) != nil || proto.Unmarshal(line.Record, &rec) != nil ||
 		rec.GetAction() != pocnetv1.AuditAction_AUDIT_ACTION_EXPORTED || rec.GetActor() != fed.Certs.State(xaa).Operator("admin").ID.String() {
 		t.Errorf("last exported record: %v", &rec)
 	}
 
 	// Standard output, and JSON.
 	out, _ = mustRun(t, ExitOK, "--config", admin, "audit", "export")
-	if !strings.HasPrefix(out, `{"format":"pocnet-audit-v1",`) || strings.Count(out, "\n") != 5 {
+	if !strings.HasPrefix(out, `{"format":"pocnet-audit-v1",`) || strings.Count(out, "\n") != 6 {
 		t.Fatalf("export to stdout:\n%s", out)
 	}
 	out, _ = mustRun(t, ExitOK, "--config", admin, "-o", "json", "audit", "verify")
@@ -78,7 +78,7 @@ func TestAuditAgainstRealNode(t *testing.T) {
 		Records int    `json:"records"`
 		Head    string `json:"head"`
 	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil || !doc.Intact || doc.Records != 5 {
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || !doc.Intact || doc.Records != 6 {
 		t.Fatalf("verify -o json: %v\n%s", err, out)
 	}
 	out, _ = mustRun(t, ExitOK, "--config", admin, "audit", "head")
@@ -89,7 +89,7 @@ func TestAuditAgainstRealNode(t *testing.T) {
 	// A noted head the log does not contain: the log was rewritten.
 	bogus := strings.Split(noted, ":")[0] + ":" + strings.Repeat("ab", 32)
 	_, errOut = mustRun(t, ExitBroken, "--config", admin, "audit", "verify", "--expect-head", bogus)
-	if !strings.HasPrefix(errOut, "pocctl: audit log broken: record 2 differs from the head given with --expect-head: hash ") {
+	if !strings.HasPrefix(errOut, "pocctl: audit log broken: record 3 differs from the head given with --expect-head: hash ") {
 		t.Fatalf("verify with a wrong noted head: %q", errOut)
 	}
 
