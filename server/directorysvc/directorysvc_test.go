@@ -13,11 +13,19 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/pocnet/pocnet/internal/dirsync"
 	"github.com/pocnet/pocnet/internal/governance"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 	"github.com/pocnet/pocnet/server/directorysvc"
 	"github.com/pocnet/pocnet/server/directorysvc/directorysvctest"
+)
+
+// The node's directory manager and the test one are what the service
+// adapts.
+var (
+	_ directorysvc.Directory = (*dirsync.Manager)(nil)
+	_ directorysvc.Directory = (*directorysvctest.Directory)(nil)
 )
 
 // newDirectory is a chain of XAA, XBB and XCC played by XAA's node, with
