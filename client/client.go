@@ -56,7 +56,9 @@ type Client struct {
 	api  pocnetv1.ContactServiceClient
 	// audit serves the admin's audit calls (audit.go).
 	audit pocnetv1.AuditServiceClient
-	id    identity.ID
+	// dir serves the directory chain and its governance (directory.go).
+	dir pocnetv1.DirectoryServiceClient
+	id  identity.ID
 	// retry bounds the retries of Send and Respond on codes.Unavailable.
 	retry backoff
 	// watch is the reconnection backoff of Watch.
@@ -140,6 +142,7 @@ func Dial(ctx context.Context, cfg Config, opts ...grpc.DialOption) (*Client, er
 	c := newClient(pocnetv1.NewContactServiceClient(conn), id)
 	c.conn = conn
 	c.audit = pocnetv1.NewAuditServiceClient(conn)
+	c.dir = pocnetv1.NewDirectoryServiceClient(conn)
 	if _, err := c.api.GetNodeStatus(ctx, &pocnetv1.GetNodeStatusRequest{}); err != nil {
 		conn.Close()
 		switch status.Code(err) {

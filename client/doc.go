@@ -9,8 +9,10 @@
 // retries safe, listing and reading messages, and watching the node's event
 // log across disconnections without losing or repeating events; and of the
 // RecordService API: exporting a thread's transcript, and requesting and
-// consenting to its disclosure. It also translates the API's enums to and
-// from the short names people type.
+// consenting to its disclosure; and of the DirectoryService API: the signed
+// directory chain's history and versions, the state's own entry and keys,
+// and proposals to the other members, named by a prefix of their hash. It
+// also translates the API's enums to and from the short names people type.
 //
 // It must never trust the system roots or any CA other than the state's own,
 // never create a second message when it retries (every retried Send or

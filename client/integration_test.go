@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 	states := fed.States()
 	exampleConfig = fed.OperatorConfigFile(states[0], "technical")
 	exampleRecipientConfig = fed.OperatorConfigFile(states[1], "technical")
+	exampleAdminConfig = fed.OperatorConfigFile(states[0], "admin")
 	exampleTo = states[1]
 	code := 1
 	if err := seedExample(); err != nil {

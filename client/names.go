@@ -75,6 +75,14 @@ var memberKindNames = []enumName[pocnetv1.MemberKind]{
 	{pocnetv1.MemberKind_MEMBER_KIND_OBSERVER, "observer", "observer"},
 }
 
+var proposalStateNames = []enumName[pocnetv1.ProposalState]{
+	{pocnetv1.ProposalState_PROPOSAL_STATE_PENDING, "pending", "pending"},
+	{pocnetv1.ProposalState_PROPOSAL_STATE_SILENCE, "silence", "in silence period"},
+	{pocnetv1.ProposalState_PROPOSAL_STATE_OBJECTED, "objected", "objected to"},
+	{pocnetv1.ProposalState_PROPOSAL_STATE_ADOPTED, "adopted", "adopted"},
+	{pocnetv1.ProposalState_PROPOSAL_STATE_SUPERSEDED, "superseded", "superseded"},
+}
+
 // parseEnum accepts a short name or the full protobuf enum name, in any case,
 // with '-' and '_' interchangeable.
 func parseEnum[E ~int32](what, s string, names []enumName[E], full map[string]int32) (E, error) {
@@ -219,4 +227,10 @@ func EventTypeName(t pocnetv1.EventType) string {
 // MemberKindName returns k as "state" or "observer".
 func MemberKindName(k pocnetv1.MemberKind) string {
 	return shortName(k, memberKindNames, pocnetv1.MemberKind_name)
+}
+
+// ProposalStateName returns s as "pending", "silence", "objected",
+// "adopted" or "superseded".
+func ProposalStateName(s pocnetv1.ProposalState) string {
+	return shortName(s, proposalStateNames, pocnetv1.ProposalState_name)
 }

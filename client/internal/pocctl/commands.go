@@ -241,26 +241,6 @@ after '#'); 0 replays the whole log.`,
 	return cmd
 }
 
-func (a *app) directoryCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "directory",
-		Short: "List the federation's members and their points of contact",
-		Args:  exactArgs(),
-		RunE: runE(func(cmd *cobra.Command, _ []string) error {
-			return a.call(cmd, func(ctx context.Context, c *client.Client) error {
-				d, err := c.Directory(ctx)
-				if err != nil {
-					return err
-				}
-				if a.json() {
-					return a.printJSON(d, false)
-				}
-				return writeDirectory(a.env.Stdout, d)
-			})
-		}),
-	}
-}
-
 func (a *app) policyCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "policy STATE",

@@ -554,14 +554,7 @@ func writePoCs(w io.Writer, pocs []*pocnetv1.PointOfContact) error {
 // writeDirectory writes the members of the federation and their PoCs.
 func writeDirectory(w io.Writer, d *pocnetv1.Directory) error {
 	fmt.Fprintf(w, "Federation %s — %d member(s)\n", d.GetFederationId(), len(d.GetMembers()))
-	for _, m := range d.GetMembers() {
-		fmt.Fprintf(w, "\n%s  %s (%s)\n", m.GetState(), orDash(m.GetName()), client.MemberKindName(m.GetKind()))
-		fmt.Fprintf(w, "  endpoints: %s\n", orDash(strings.Join(m.GetEndpoints(), ", ")))
-		if err := writePoCs(w, m.GetPointsOfContact()); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeMembers(w, d)
 }
 
 // writePolicy writes what a state publishes about its PoCs.
