@@ -37,6 +37,7 @@ import (
 	"github.com/pocnet/pocnet/server/auth"
 	"github.com/pocnet/pocnet/server/config"
 	"github.com/pocnet/pocnet/server/contactsvc"
+	"github.com/pocnet/pocnet/server/directorysvc"
 	"github.com/pocnet/pocnet/server/fedsvc"
 	"github.com/pocnet/pocnet/server/peers"
 	"github.com/pocnet/pocnet/server/recordsvc"
@@ -227,6 +228,7 @@ func Start(o Options) (n *Node, err error) {
 	relaysvc.Register(n.srv, relaysvc.New(relaysvc.Config{Exchange: ex, State: cfg.State, HeardFrom: n.worker.HeardFrom, Now: now}))
 	auditsvc.Register(n.srv, auditsvc.New(auditsvc.Config{Log: db, Now: now}))
 	fedsvc.Register(n.srv, fedsvc.New(n.mgr))
+	directorysvc.Register(n.srv, directorysvc.New(directorysvc.Config{Directory: n.mgr}))
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.srv, n.health)
 	if cfg.Reflection {
