@@ -26,6 +26,10 @@
 // a version is kept as received and shown to others, so it never carries a
 // signature that a later reader could miscount.
 //
-// The package is pure: it reads no clock, file or network. It never chooses
+// The package is pure but for LoadGenesis, which reads the genesis file an
+// operator installs: it reads no clock and no network. It never chooses
 // between two valid versions with the same parent; it reports the fork.
+// Next* make the version for one change, Assess says where a proposal
+// stands and Merge collects signatures; internal/dirsync keeps the chain
+// of a node and exchanges it with peers.
 package governance
