@@ -65,6 +65,9 @@ const (
 	// MaxProposals bounds the proposals a node holds; an offer beyond it is
 	// dropped with a log line, never stored.
 	MaxProposals = 64
+	// MaxProposalsPerState bounds the proposals one state may have pending,
+	// so that no member can crowd out the others'.
+	MaxProposalsPerState = 4
 	// MaxVersionsPerCall bounds one GetVersions answer.
 	MaxVersionsPerCall = 16
 	// historyLen is how many closed proposals (adopted, superseded,

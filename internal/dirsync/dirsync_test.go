@@ -500,3 +500,47 @@ func TestConcurrentEntryUpdatesForkReported(t *testing.T) {
 		t.Fatalf("fork on XCC: %+v", f)
 	}
 }
+
+func TestOfferedProposalsBounded(t *testing.T) {
+	w := newWorld(t, 12, 3, supermajority(70, time.Hour))
+	m := w.start("XAA")
+	ctx := context.Background()
+	g := m.Latest()
+	offer := func(svs ...*pocnetv1.SignedVersion) {
+		t.Helper()
+		h := g.Hash()
+		if _, err := m.HandleOffer(ctx, "XBB", &pocnetv1.OfferRequest{Head: &pocnetv1.DirectoryHead{Version: 1, Hash: h[:]}, Proposals: svs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admission := func(code string) []byte {
+		data, err := governance.NextAdmission(g, w.member(code, pocnetv1.MemberKind_MEMBER_KIND_STATE), w.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	// Unsigned, or signed only by a state that is not a member: not kept.
+	forged, err := governance.Sign("XKK", w.state("XKK").SigningKey, admission("XDD"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	offer(&pocnetv1.SignedVersion{Version: admission("XDD")}, &pocnetv1.SignedVersion{Version: admission("XDD"), Signatures: []*pocnetv1.VersionSignature{forged}})
+	if n := len(m.Proposals()); n != 0 {
+		t.Fatalf("%d proposals kept from unsigned or forged offers", n)
+	}
+	// One state proposing many: at most MaxProposalsPerState kept.
+	var many []*pocnetv1.SignedVersion
+	for _, code := range []string{"XDD", "XEE", "XFF", "XGG", "XHH", "XII"} {
+		data := admission(code)
+		sig, err := governance.Sign("XBB", w.state("XBB").SigningKey, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		many = append(many, &pocnetv1.SignedVersion{Version: data, Signatures: []*pocnetv1.VersionSignature{sig}})
+	}
+	offer(many...)
+	if n := len(m.Proposals()); n != dirsync.MaxProposalsPerState {
+		t.Fatalf("%d proposals of one state kept, want %d", n, dirsync.MaxProposalsPerState)
+	}
+}

@@ -284,8 +284,20 @@ func (m *Manager) mergeProposals(ctx context.Context, from string, in []*pocnetv
 		if dropped > 0 {
 			m.log.Warn("signatures refused in a proposal from peer", zap.String("from", from), zap.String("proposal", short(h[:])), zap.Int("refused", dropped))
 		}
-		if added == 0 && ok {
+		if added == 0 {
+			// Nothing new; and a proposal nobody valid signed is not kept.
 			continue
+		}
+		if !ok {
+			proposer := merged.GetSignatures()
+			if len(proposer) == 0 {
+				continue // objections alone: nobody proposed it
+			}
+			if n := m.proposedBy(proposer[0].GetState()); n >= MaxProposalsPerState {
+				m.log.Warn("proposal dropped: its proposer has the most pending proposals a state may have", zap.String("from", from),
+					zap.String("proposer", proposer[0].GetState()), zap.Int("max", MaxProposalsPerState))
+				continue
+			}
 		}
 		if err := m.keep(ctx, h, merged); err != nil {
 			m.log.Warn("proposal not stored", zap.Error(err))
@@ -297,6 +309,18 @@ func (m *Manager) mergeProposals(ctx context.Context, from string, in []*pocnetv
 		m.adoptReady(ctx)
 		m.push()
 	}
+}
+
+// proposedBy counts the held proposals whose first signer is state. m.mu is
+// held.
+func (m *Manager) proposedBy(state string) int {
+	n := 0
+	for _, sv := range m.proposals {
+		if sigs := sv.GetSignatures(); len(sigs) > 0 && sigs[0].GetState() == state {
+			n++
+		}
+	}
+	return n
 }
 
 // keep stores a proposal and holds it. m.mu is held.
