@@ -70,6 +70,9 @@ const (
 	MaxProposalsPerState = 4
 	// MaxVersionsPerCall bounds one GetVersions answer.
 	MaxVersionsPerCall = 16
+	// MaxVersionsBytes bounds one GetVersions answer beyond its first
+	// version (a version is at most governance.MaxSize).
+	MaxVersionsBytes = 8 << 20
 	// historyLen is how many closed proposals (adopted, superseded,
 	// objected) the node remembers for status.
 	historyLen = 100

@@ -166,9 +166,15 @@ func (m *Manager) HandleGetVersions(after uint64, limit uint32) (*pocnetv1.GetVe
 	}
 	latest := m.chain.Latest().Number()
 	resp := &pocnetv1.GetVersionsResponse{Latest: latest}
+	size := 0
 	for n := after + 1; n <= latest && len(resp.Versions) < int(limit); n++ {
 		v, ok := m.chain.Version(n)
 		if !ok {
+			break
+		}
+		// At least one version, then no more than MaxVersionsBytes: a
+		// reply stays within what a peer accepts in one call.
+		if size += proto.Size(v.Signed()); size > MaxVersionsBytes && len(resp.Versions) > 0 {
 			break
 		}
 		resp.Versions = append(resp.Versions, v.Signed())
