@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -80,7 +81,7 @@ func (x *dirDemo) run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, scenarioTimeout)
 	defer cancel()
 	for _, scene := range []func(context.Context) error{
-		x.sceneAdmission, x.sceneObservers, x.sceneRotation, x.sceneRevocation, x.sceneHistory,
+		x.sceneAdmission, x.sceneObservers, x.sceneRotation, x.sceneRevocation, x.sceneRenewal, x.sceneHistory,
 	} {
 		if err := scene(ctx); err != nil {
 			if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
@@ -465,9 +466,47 @@ func admissionOf(state string) func(*pocnetv1.Proposal) bool {
 // prefix is how the demo names a proposal to pocctl: 12 hex digits.
 func prefix(p *pocnetv1.Proposal) string { return fmt.Sprintf("%x", p.GetHash()[:6]) }
 
+// logEntry is one line of a node's console log.
+type logEntry struct {
+	level, msg string
+	fields     map[string]any
+}
+
+// String is the level and message.
+func (e logEntry) String() string { return e.level + " " + e.msg }
+
+// field returns a field's value as text, or "".
+func (e logEntry) field(name string) string {
+	if v, ok := e.fields[name]; ok {
+		return fmt.Sprint(v)
+	}
+	return ""
+}
+
+// parseLog reads a console log line: time, level, [logger,] caller,
+// message, then the fields as JSON.
+func parseLog(line string) logEntry {
+	f := strings.Split(line, "\t")
+	if len(f) < 4 {
+		return logEntry{msg: line}
+	}
+	e := logEntry{level: f[1]}
+	i := slices.IndexFunc(f[2:], func(s string) bool { return strings.Contains(s, ".go:") })
+	if i < 0 || 2+i+1 >= len(f) {
+		e.msg = strings.Join(f[2:], " ")
+		return e
+	}
+	rest := f[2+i+1:]
+	e.msg = rest[0]
+	if len(rest) > 1 {
+		_ = json.Unmarshal([]byte(strings.Join(rest[1:], "\t")), &e.fields)
+	}
+	return e
+}
+
 // waitLog waits until state's node log has a line containing text, and
-// returns it without its time stamp.
-func (x *dirDemo) waitLog(ctx context.Context, state, text string) (string, error) {
+// returns the first.
+func (x *dirDemo) waitLog(ctx context.Context, state, text string) (logEntry, error) {
 	p := x.nodes[state]
 	var line string
 	err := x.poll(ctx, fmt.Sprintf("%q in %s", text, x.path(p.log)), func() (bool, error) {
@@ -486,18 +525,7 @@ func (x *dirDemo) waitLog(ctx context.Context, state, text string) (string, erro
 		}
 		return false, nil
 	}, nil)
-	return logText(line), err
-}
-
-// logText drops the time stamp and the caller of a console log line and
-// shortens it for display.
-func logText(line string) string {
-	f := strings.Split(line, "\t")
-	if len(f) >= 5 {
-		// time, level, logger, caller, message, fields
-		f = append([]string{f[1]}, f[4:]...)
-	}
-	return oneLine(strings.Join(f, " "), lineWidth-len(stepIndent)-4)
+	return parseLog(line), err
 }
 
 // countLog counts the lines of state's node log containing text.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -10,11 +12,17 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pocnet/pocnet/certs"
 	"github.com/pocnet/pocnet/client"
+	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
@@ -419,11 +427,12 @@ func (x *dirDemo) sceneRevocation(ctx context.Context) error {
 	}
 	x.step("a new connection with the revoked certificate fails at the TLS handshake:")
 	x.detail("%s", err)
-	line, err := x.waitLog(ctx, xdd, "was revoked by")
+	line, err := x.waitLog(ctx, xdd, "call refused")
 	if err != nil {
 		return err
 	}
-	x.detail("XDD's node log: %s", line)
+	x.detail("XDD's node logs why, for the call on the open connection (a refused handshake is not logged):")
+	x.detail("%s: %s", line, lastCause(line.field("error")))
 	if _, err := x.admin(xdd).Status(ctx); err != nil {
 		return fmt.Errorf("XDD's admin, whose certificate was not revoked, is refused: %w", err)
 	}
@@ -434,7 +443,7 @@ func (x *dirDemo) sceneRevocation(ctx context.Context) error {
 // sceneHistory shows the chain as XFF's node holds it and checks that no
 // node was restarted.
 func (x *dirDemo) sceneHistory(ctx context.Context) error {
-	section(x.out, "5. The chain, and the same processes from start to end",
+	section(x.out, "6. The chain, and the same processes from start to end",
 		"The whole history, as the node of XFF (which joined half-way) holds it: every version verified from the genesis.")
 	if _, err := x.ctl(ctx, xff, identity.AdminRole, "directory", "history"); err != nil {
 		return err
@@ -473,7 +482,7 @@ func (x *dirDemo) sceneHistory(ctx context.Context) error {
 		}
 		x.detail("%s  pid %-7d still running, pid %d; started once", s, x.pids[s], p.cmd.Process.Pid)
 	}
-	x.note("No node was restarted: admissions, observers, new keys and a revocation all reached every node live.")
+	x.note("No node was restarted: an admission, observers, new keys, a renewed certificate and two revocations all reached every node live.")
 	return nil
 }
 
@@ -588,4 +597,189 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// sceneRenewal: XEE renews its node certificate without a restart, then
+// revokes the old one, which every node refuses from then on while the new
+// one works.
+func (x *dirDemo) sceneRenewal(ctx context.Context) error {
+	section(x.out, "5. XEE renews its node certificate, then revokes the old one",
+		"XEE issues a new node certificate with its own CA, puts the files in place and sends its node SIGHUP: the node presents the new certificate from the next handshake on and reconnects to its peers with it. Then XEE revokes the old certificate in its entry, and every node refuses it.")
+	nodeDir := filepath.Join(x.fedDir, xee, "node")
+	oldCert, err := tls.LoadX509KeyPair(filepath.Join(nodeDir, "node.pem"), filepath.Join(nodeDir, "node-key.pem"))
+	if err != nil {
+		return err
+	}
+	// The old pair is kept aside, as whoever took a copy would hold it.
+	for _, f := range [][2]string{{"node.pem", "node-old.pem"}, {"node-key.pem", "node-old-key.pem"}} {
+		if err := copyFile(filepath.Join(nodeDir, f[0]), filepath.Join(nodeDir, f[1])); err != nil {
+			return err
+		}
+	}
+	h, err := x.headOf(ctx, xee)
+	if err != nil {
+		return err
+	}
+	renewed, err := x.renew(xee, h.v.GetDirectory().GetFederationId(), nodeDir)
+	if err != nil {
+		return err
+	}
+	newSum := sha256.Sum256(renewed.Cert.Raw)
+	x.step("XEE issues a new node certificate with its own CA (sha256:%x) and writes it to XEE/node/node.pem and node-key.pem; the old pair is kept as node-old.pem", newSum[:8])
+	p := x.nodes[xee]
+	x.step("$ kill -HUP %d   (XEE's node)", p.cmd.Process.Pid)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("SIGHUP to the node of %s: %w", xee, err)
+	}
+	want := fmt.Sprintf("%x", newSum)
+	line, err := x.waitLog(ctx, xee, want)
+	if err != nil {
+		return err
+	}
+	x.step("XEE's node log: %s, sha256:%s...", line, want[:16])
+
+	dir, err := directory.New(h.v.GetDirectory())
+	if err != nil {
+		return err
+	}
+	others := slices.DeleteFunc(slices.Clone(x.members), func(s string) bool { return s == xee })
+	for _, s := range others {
+		if err := x.probe(ctx, dir, s, &oldCert); err != nil {
+			return fmt.Errorf("before its revocation, the node of %s refuses XEE's old certificate: %w", s, err)
+		}
+	}
+	x.step("the old certificate is still valid and not revoked: %s accept it (health check over mutual TLS as XEE's node)", andList(others))
+	oldPath := filepath.Join(xee, "node", "node-old.pem")
+	if _, err := x.ctl(ctx, xee, identity.AdminRole, "directory", "update", "--revoke-cert", oldPath, "--reason", "replaced by a renewed certificate"); err != nil {
+		return err
+	}
+	v, err := x.waitConverged(ctx, h.number+1, "every node to adopt XEE's revocation")
+	if err != nil {
+		return err
+	}
+	x.step("every node holds version %d (hash %s): %s", v.number, v.short(), describeVersion(v.v))
+	if dir, err = directory.New(v.v.GetDirectory()); err != nil {
+		return err
+	}
+	x.step("XEE's old certificate, presented to every other node:")
+	for _, s := range others {
+		err := x.probe(ctx, dir, s, &oldCert)
+		if err == nil {
+			return fmt.Errorf("the node of %s still accepts XEE's revoked certificate", s)
+		}
+		x.detail("%s refuses it: %s", s, lastCause(err.Error()))
+	}
+	for _, s := range others {
+		if err := x.probe(ctx, dir, s, &renewed.TLS); err != nil {
+			return fmt.Errorf("the node of %s refuses XEE's renewed certificate: %w", s, err)
+		}
+	}
+	x.step("XEE's renewed certificate: accepted by %s", andList(others))
+	if err := x.connect(ctx, xee, technical, true); err != nil {
+		return err
+	}
+	m, err := x.send(ctx, xaa, technical, &pocnetv1.SendCommunicationRequest{
+		ToState: xee, ToRole: technical,
+		Communication: &pocnetv1.Communication{
+			Kind:         pocnetv1.Kind_KIND_COMMUNICATION_CHECK,
+			Urgency:      pocnetv1.Urgency_URGENCY_ROUTINE,
+			Subject:      "Communication check after XEE's certificate renewal",
+			Body:         "XAA checks that XEE's node is reachable with its renewed certificate.",
+			Language:     "en",
+			HandlingCode: pocnetv1.HandlingCode_HANDLING_CODE_NO_RESTRICTION,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := x.expectArrival(ctx, xee, technical, m.GetId()); err != nil {
+		return err
+	}
+	if _, err := x.expectStatus(ctx, xaa, technical, m.GetId(), pocnetv1.Status_STATUS_DELIVERED, ""); err != nil {
+		return err
+	}
+	x.note("XEE's node kept running throughout: it renewed its certificate on SIGHUP, and the revocation of the old one reached every node as a signed version.")
+	return nil
+}
+
+// renew issues a new node certificate for state with its CA files and
+// writes it over the node's certificate files, key first, each by a
+// rename, so that the node never reads half a file.
+func (x *dirDemo) renew(state, federation, nodeDir string) (*certs.Issued, error) {
+	caDir := filepath.Dir(nodeDir)
+	certPEM, err := os.ReadFile(filepath.Join(caDir, "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(caDir, "ca-key.pem"))
+	if err != nil {
+		return nil, err
+	}
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, fmt.Errorf("the CA files of %s in %s are not PEM", state, x.path(caDir))
+	}
+	caCert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("the CA key of %s cannot sign", state)
+	}
+	ca := &certs.CA{State: state, Cert: caCert, Key: signer, CertPEM: certPEM, KeyPEM: keyPEM}
+	now := time.Now()
+	iss, err := ca.Issue(identity.Node(federation, state), now.Add(-5*time.Minute), now.Add(certs.DefaultValidity))
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"node-key.pem", iss.KeyPEM}, {"node.pem", iss.CertPEM}} {
+		tmp := filepath.Join(nodeDir, "."+f.name+".new")
+		if err := os.WriteFile(tmp, f.data, 0o600); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(tmp, filepath.Join(nodeDir, f.name)); err != nil {
+			return nil, err
+		}
+	}
+	return iss, nil
+}
+
+// probe makes a health check of state's node over mutual TLS with cert,
+// trusting what dir trusts, and returns why it failed.
+func (x *dirDemo) probe(ctx context.Context, dir *directory.Directory, state string, cert *tls.Certificate) error {
+	fedID := dir.Federation()
+	tlsCfg := identity.ClientConfig(cert, identity.Static{B: dir.Bundle()}, identity.Node(fedID, state), nil)
+	conn, err := grpc.NewClient(x.nodes[state].addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("health status %s", resp.GetStatus())
+	}
+	return nil
+}
+
+// copyFile copies a small file, keeping it private.
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, data, 0o600)
 }
