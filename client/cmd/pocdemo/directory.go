@@ -295,9 +295,19 @@ func (x *dirDemo) pocfed(ctx context.Context, args ...string) (string, error) {
 }
 
 // ctl runs pocctl as state's operator of role, with that operator's
-// pocctl.yaml (so at state's own node), prints the command and its output,
-// and returns the output.
+// pocctl.yaml (so at state's own node), prints the command and its whole
+// output, and returns the output.
 func (x *dirDemo) ctl(ctx context.Context, state, role string, args ...string) (string, error) {
+	return x.ctlShown(ctx, false, state, role, args...)
+}
+
+// ctlBrief is ctl showing the output's first two lines and its last: what
+// was done, where the proposal stands, what comes next.
+func (x *dirDemo) ctlBrief(ctx context.Context, state, role string, args ...string) (string, error) {
+	return x.ctlShown(ctx, true, state, role, args...)
+}
+
+func (x *dirDemo) ctlShown(ctx context.Context, brief bool, state, role string, args ...string) (string, error) {
 	path, err := x.opConfig(state, role)
 	if err != nil {
 		return "", err
@@ -310,7 +320,11 @@ func (x *dirDemo) ctl(ctx context.Context, state, role string, args ...string) (
 	if err != nil {
 		return "", err
 	}
-	x.printOutput(out, "")
+	shown := out
+	if lines := strings.Split(strings.TrimRight(out, "\n"), "\n"); brief && len(lines) > 3 {
+		shown = strings.Join([]string{lines[0], lines[1], "  ...", lines[len(lines)-1]}, "\n")
+	}
+	x.printOutput(shown, "")
 	return out, nil
 }
 

@@ -48,7 +48,7 @@ func (x *dirDemo) sceneAdmission(ctx context.Context) error {
 	x.step("XFF's node log: %s", line)
 	x.note("The founders' nodes refuse XFF's certificate for now: no version of their directory lists its CA. XFF's node keeps asking them for newer versions.")
 
-	if _, err := x.ctl(ctx, xaa, identity.AdminRole, "directory", "propose", "admit", "--entry", filepath.Join(xff, "member.json")); err != nil {
+	if _, err := x.ctlBrief(ctx, xaa, identity.AdminRole, "directory", "propose", "admit", "--entry", filepath.Join(xff, "member.json")); err != nil {
 		return err
 	}
 	p, err := x.proposal(ctx, xaa, admissionOf(xff))
@@ -62,7 +62,7 @@ func (x *dirDemo) sceneAdmission(ctx context.Context) error {
 		if _, err := x.waitProposal(ctx, s, "the admission of XFF", admissionOf(xff), nil); err != nil {
 			return err
 		}
-		if _, err := x.ctl(ctx, s, identity.AdminRole, "directory", "sign", prefix(p)); err != nil {
+		if _, err := x.ctlBrief(ctx, s, identity.AdminRole, "directory", "sign", prefix(p)); err != nil {
 			return err
 		}
 	}
@@ -80,7 +80,7 @@ func (x *dirDemo) sceneAdmission(ctx context.Context) error {
 			client.ProposalStateName(st.GetState()), st.GetNeeded(), st.GetSigned(), st.GetMissing())
 	}
 	x.step("XDD's node: %d of %d signatures (%s), missing %s: not in force yet", len(st.GetSigned()), st.GetNeeded(), andList(st.GetSigned()), andList(st.GetMissing()))
-	if _, err := x.ctl(ctx, xdd, identity.AdminRole, "directory", "sign", prefix(p)); err != nil {
+	if _, err := x.ctlBrief(ctx, xdd, identity.AdminRole, "directory", "sign", prefix(p)); err != nil {
 		return err
 	}
 	h, err := x.waitConverged(ctx, 2, "every founder's node to adopt the admission of XFF")
@@ -168,7 +168,7 @@ func (x *dirDemo) sceneObservers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := x.ctl(ctx, xbb, identity.AdminRole, "directory", "propose", "observer", "--entry", filepath.Join(xoo, "member.json")); err != nil {
+	if _, err := x.ctlBrief(ctx, xbb, identity.AdminRole, "directory", "propose", "observer", "--entry", filepath.Join(xoo, "member.json")); err != nil {
 		return err
 	}
 	silent := func(p *pocnetv1.Proposal) bool { return p.GetState() == pocnetv1.ProposalState_PROPOSAL_STATE_SILENCE }
@@ -197,7 +197,7 @@ func (x *dirDemo) sceneObservers(ctx context.Context) error {
 		return err
 	}
 	x.printOutput(firstLines(out, 1), "")
-	if _, err := x.ctl(ctx, xdd, identity.AdminRole, "directory", "propose", "observer", "--entry", filepath.Join(xpp, "member.json")); err != nil {
+	if _, err := x.ctlBrief(ctx, xdd, identity.AdminRole, "directory", "propose", "observer", "--entry", filepath.Join(xpp, "member.json")); err != nil {
 		return err
 	}
 	pp, err := x.proposal(ctx, xdd, admissionOf(xpp))
@@ -210,7 +210,7 @@ func (x *dirDemo) sceneObservers(ctx context.Context) error {
 	if _, err := x.waitProposal(ctx, xcc, "the observer admission of XPP", admissionOf(xpp), nil); err != nil {
 		return err
 	}
-	if _, err := x.ctl(ctx, xcc, identity.AdminRole, "directory", "object", prefix(pp)); err != nil {
+	if _, err := x.ctlBrief(ctx, xcc, identity.AdminRole, "directory", "object", prefix(pp)); err != nil {
 		return err
 	}
 	objected := func(p *pocnetv1.Proposal) bool {
