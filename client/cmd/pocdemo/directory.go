@@ -114,7 +114,7 @@ func (x *dirDemo) setUp(ctx context.Context) error {
 	}
 	x.t0 = time.Now()
 	x.start = x.t0
-	fmt.Fprintln(x.out, "  Times below are relative to this moment. Commands run in "+x.path(x.fedDir)+".")
+	fmt.Fprintf(x.out, "  Times below are relative to this moment. The commands shown are the binaries just built,\n  run in %s (pocfed) and %s (pocctl).\n", x.path(x.dir), x.path(x.fedDir))
 	base, err := freePortRun(len(founders))
 	if err != nil {
 		return err
