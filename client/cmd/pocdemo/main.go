@@ -22,10 +22,14 @@
 //	make demo-directory  (runs: go run ./client/cmd/pocdemo -scenario directory)
 //
 // plays the directory's governance instead, with five states and the
-// pocfed, pocnode and pocctl commands, nodes never restarted: a state
-// admitted by four of five, observers admitted by silence or stopped by an
-// objection, a state rotating its keys, a revoked certificate refused at
-// the handshake (see directory.go). Its files are in ./_demo/fed.
+// pocfed, pocnode and pocctl commands, each state acting at its own node
+// only: a sixth state admitted by four of five while its node waits, an
+// observer admitted by silence and one stopped by an objection, a state
+// rotating its keys, an operator certificate revoked (its open stream cut,
+// its handshake refused), a node certificate renewed on SIGHUP and the old
+// one refused by every node once revoked. No node is restarted; the demo
+// checks that each is still the process it started (see directory.go). Its
+// files and node logs are in ./_demo/fed.
 package main
 
 import (
