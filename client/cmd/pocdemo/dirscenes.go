@@ -427,6 +427,7 @@ func (x *dirDemo) sceneRevocation(ctx context.Context) error {
 	}
 	x.step("a new connection with the revoked certificate fails at the TLS handshake:")
 	x.detail("%s", err)
+	x.detail("(TLS sends no reason: the client sees the alert \"bad certificate\", or a closed connection if it wrote first)")
 	line, err := x.waitLog(ctx, xdd, "call refused")
 	if err != nil {
 		return err
