@@ -53,6 +53,12 @@ check: generate-check lint test
 demo:
 	$(GO) run ./client/cmd/pocdemo
 
+# demo-directory: five states govern their signed directory, live, with
+# pocfed, pocnode and pocctl; no node is restarted.
+.PHONY: demo-directory
+demo-directory:
+	$(GO) run ./client/cmd/pocdemo -scenario directory
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./internal/bench/...
 	@echo "sealing, per envelope (sign + seal at the sender, verify + open at the recipient, receipts):"

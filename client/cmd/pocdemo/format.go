@@ -172,3 +172,14 @@ func describe(m *pocnetv1.Message) string {
 		return fmt.Sprintf("%s %s %q", client.UrgencyName(c.GetUrgency()), client.KindWords(c.GetKind()), oneLine(c.GetSubject(), 50))
 	}
 }
+
+// andList joins words for people: "XAA", "XAA and XBB", "XAA, XBB and XCC".
+func andList(words []string) string {
+	switch len(words) {
+	case 0:
+		return ""
+	case 1:
+		return words[0]
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
+}

@@ -18,11 +18,24 @@
 // It stops every node at the end, on failure and on Ctrl-C, and exits 1 if
 // anything did not happen as described. Node logs stay in
 // ./_demo/<STATE>/node.log; ./_demo is removed at the next run.
+//
+//	make demo-directory  (runs: go run ./client/cmd/pocdemo -scenario directory)
+//
+// plays the directory's governance instead, with five states and the
+// pocfed, pocnode and pocctl commands, each state acting at its own node
+// only: a sixth state admitted by four of five while its node waits, an
+// observer admitted by silence and one stopped by an objection, a state
+// rotating its keys, an operator certificate revoked (its open stream cut,
+// its handshake refused), a node certificate renewed on SIGHUP and the old
+// one refused by every node once revoked. No node is restarted; the demo
+// checks that each is still the process it started (see directory.go). Its
+// files and node logs are in ./_demo/fed.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -66,11 +79,38 @@ func main() {
 	os.Exit(run())
 }
 
+// Scenarios, chosen with -scenario.
+const (
+	scenarioMessaging = "messaging"
+	scenarioDirectory = "directory"
+)
+
 func run() int {
+	fs := flag.NewFlagSet("pocdemo", flag.ContinueOnError)
+	scenario := fs.String("scenario", scenarioMessaging, "what to show: "+scenarioMessaging+" (three states exchange communications) or "+scenarioDirectory+" (five states govern their signed directory)")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "pocdemo: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	d := &demo{out: os.Stdout, t0: time.Now(), nodes: map[string]*nodeProc{}, ops: map[string]*operator{}}
-	err := d.run(ctx)
+	var err error
+	switch *scenario {
+	case scenarioMessaging:
+		err = d.run(ctx)
+	case scenarioDirectory:
+		err = (&dirDemo{demo: d}).run(ctx)
+	default:
+		fmt.Fprintf(os.Stderr, "pocdemo: -scenario: %q is neither %s nor %s\n", *scenario, scenarioMessaging, scenarioDirectory)
+		return 2
+	}
 	d.closeClients()
 	stopped := d.stopNodes()
 	if err == nil && !stopped {
@@ -106,6 +146,9 @@ type demo struct {
 	// directory has every state's signing keys, to verify receipts.
 	directory *directory.Directory
 	nodes     map[string]*nodeProc
+	// order is the states whose nodes were started, in the order of their
+	// first start: nodes are stopped and their logs shown in this order.
+	order []string
 	// ops are the connected operators, by "STATE/role".
 	ops map[string]*operator
 	// sent is every communication a node accepted during the demo, in order,

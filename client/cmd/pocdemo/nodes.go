@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,7 +49,7 @@ func (d *demo) setUp(ctx context.Context) error {
 	if err := os.RemoveAll(d.dir); err != nil {
 		return fmt.Errorf("remove the previous demo folder: %w", err)
 	}
-	if err := d.build(ctx); err != nil {
+	if err := d.build(ctx, pocnodeTool); err != nil {
 		return err
 	}
 	d.t0 = time.Now()
@@ -141,32 +142,58 @@ func goTool() (string, error) {
 	return p, nil
 }
 
-// build compiles pocnode into _demo/bin.
-func (d *demo) build(ctx context.Context) error {
+// tool is a command of the module the demo builds.
+type tool struct{ name, pkg string }
+
+var (
+	pocnodeTool = tool{"pocnode", "./server/cmd/pocnode"}
+	pocfedTool  = tool{"pocfed", "./certs/cmd/pocfed"}
+	pocctlTool  = tool{"pocctl", "./client/cmd/pocctl"}
+)
+
+// build compiles the tools into _demo/bin; the first is pocnode.
+func (d *demo) build(ctx context.Context, tools ...tool) error {
 	goCmd, err := goTool()
 	if err != nil {
 		return err
 	}
-	name := "pocnode"
-	if runtime.GOOS == "windows" {
-		name += ".exe"
+	binDir := filepath.Join(d.dir, "bin")
+	names := make([]string, len(tools))
+	pkgs := make([]string, len(tools))
+	for i, t := range tools {
+		names[i], pkgs[i] = t.name, t.pkg
 	}
-	d.bin = filepath.Join(d.dir, "bin", name)
-	fmt.Fprintf(d.out, "  building pocnode: go build -o %s ./server/cmd/pocnode ...\n", d.path(d.bin))
+	d.bin = d.exe(pocnodeTool.name)
+	// With several commands, go build writes them into the folder that -o
+	// names with a trailing separator.
+	out, shown := d.bin, d.path(d.bin)
+	if len(tools) > 1 {
+		out = binDir + string(filepath.Separator)
+		shown = d.path(binDir) + "/"
+	}
+	fmt.Fprintf(d.out, "  building %s: go build -o %s %s ...\n", strings.Join(names, ", "), shown, strings.Join(pkgs, " "))
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-o", d.bin, "./server/cmd/pocnode")
+	cmd := exec.CommandContext(ctx, goCmd, append([]string{"build", "-o", out}, pkgs...)...)
 	cmd.Dir = d.root
-	out, err := cmd.CombinedOutput()
+	b, err := cmd.CombinedOutput()
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("build pocnode: %w", ctx.Err())
+			return fmt.Errorf("build %s: %w", strings.Join(names, ", "), ctx.Err())
 		}
-		return fmt.Errorf("build pocnode (%s build ./server/cmd/pocnode): %w\n%s", goCmd, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("build %s (%s build %s): %w\n%s", strings.Join(names, ", "), goCmd, strings.Join(pkgs, " "), err, strings.TrimSpace(string(b)))
 	}
 	fmt.Fprintf(d.out, "  built in %.1fs\n", time.Since(start).Seconds())
 	return nil
+}
+
+// exe is the path of a built tool.
+func (d *demo) exe(name string) string {
+	if runtime.GOOS == "windows" {
+		name += ".exe"
+	}
+	return filepath.Join(d.dir, "bin", name)
 }
 
 // writeFederation generates the three states' PKI and directory, with the
@@ -327,13 +354,20 @@ func (p *nodeProc) exit() string {
 // startNode starts state's node as a separate process, its output appended
 // to _demo/<STATE>/node.log.
 func (d *demo) startNode(ctx context.Context, state string) error {
+	m, _ := d.member(state)
+	return d.startProc(ctx, state, m.GetEndpoints()[0], d.nodeConfig(state))
+}
+
+// startProc starts pocnode with the configuration file config as state's
+// node listening on addr, its output appended to node.log in the state's
+// folder (the parent of the node folder holding config).
+func (d *demo) startProc(ctx context.Context, state, addr, config string) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	m, _ := d.member(state)
 	p := &nodeProc{
-		state: state, addr: m.GetEndpoints()[0], config: d.nodeConfig(state),
-		log: filepath.Join(d.dir, state, "node.log"), done: make(chan struct{}),
+		state: state, addr: addr, config: config,
+		log: filepath.Join(filepath.Dir(filepath.Dir(config)), "node.log"), done: make(chan struct{}),
 	}
 	logf, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -352,6 +386,9 @@ func (d *demo) startNode(ctx context.Context, state string) error {
 		close(p.done)
 	}()
 	d.nodes[state] = p
+	if !slices.Contains(d.order, state) {
+		d.order = append(d.order, state)
+	}
 	d.step("started the node of %s (pid %d) on %s, log in %s", state, p.cmd.Process.Pid, p.addr, d.path(p.log))
 	return nil
 }
@@ -451,7 +488,7 @@ func (d *demo) kill(state string) error {
 // not stop within stopTimeout. It reports whether all stopped cleanly.
 func (d *demo) stopNodes() bool {
 	var running []*nodeProc
-	for _, s := range states {
+	for _, s := range d.order {
 		if p := d.nodes[s]; p != nil && p.running() {
 			running = append(running, p)
 		}
@@ -494,7 +531,7 @@ func (d *demo) stopNodes() bool {
 
 // printLogTails prints the last n lines of every node log, for a failure.
 func (d *demo) printLogTails(n int) {
-	for _, s := range states {
+	for _, s := range d.order {
 		p := d.nodes[s]
 		if p == nil {
 			continue

@@ -620,8 +620,8 @@ func (d *demo) checkAtRest() error {
 	section(d.out, "Sealed end to end and at rest",
 		"Envelopes travel sealed to the recipient state's published key (ML-KEM-768+X25519 with AES-256-GCM) and signed with the sender state's Ed25519 key; every value a node writes to disk is sealed again with its own data key. The demo now searches the nodes' data directories for the plain text of every subject and body it sent.")
 	files, size := 0, int64(0)
-	for _, s := range states {
-		root := filepath.Join(filepath.Dir(d.nodeConfig(s)), "data")
+	for _, s := range d.order {
+		root := filepath.Join(filepath.Dir(d.nodes[s].config), "data")
 		err := filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
 			if err != nil || e.IsDir() {
 				return err
@@ -643,7 +643,7 @@ func (d *demo) checkAtRest() error {
 			return fmt.Errorf("searching the data directory of %s: %w", s, err)
 		}
 	}
-	d.detail("searched %d files (%.1f MiB) in the data directories of %s, %s and %s", files, float64(size)/(1<<20), xaa, xbb, xcc)
+	d.detail("searched %d files (%.1f MiB) in the data directories of %s", files, float64(size)/(1<<20), andList(d.order))
 	d.detail("for %d subjects and bodies: none is there in clear", len(needles))
 	return nil
 }

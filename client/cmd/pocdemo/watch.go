@@ -113,3 +113,25 @@ func statusIs(id string, st pocnetv1.Status) func(*pocnetv1.Event) bool {
 func seqAtLeast(seq uint64) func(*pocnetv1.Event) bool {
 	return func(ev *pocnetv1.Event) bool { return ev.GetSeq() >= seq }
 }
+
+// waitEnd waits until the watch ends by itself, at most stepTimeout, and
+// returns the error it ended with. what names the wait in err.
+func (col *collector) waitEnd(ctx context.Context, what string) (ended error, err error) {
+	timer := time.NewTimer(stepTimeout)
+	defer timer.Stop()
+	for {
+		col.mu.Lock()
+		changed, done, werr := col.changed, col.ended, col.err
+		col.mu.Unlock()
+		if done {
+			return werr, nil
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil, fmt.Errorf("waiting for %s: the watch still runs after %s", what, stepTimeout)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		}
+	}
+}
