@@ -23,8 +23,11 @@ func ago(t, now time.Time) string {
 	}
 	var s string
 	switch {
-	case d < 30*time.Second:
+	case d < 30*time.Second && !future:
 		return "just now"
+	case future && d < 90*time.Second:
+		// A deadline seconds away (a short silence period) is shown as such.
+		s = fmt.Sprintf("%ds", int(d.Round(time.Second).Seconds()))
 	case d < 90*time.Minute:
 		s = fmt.Sprintf("%dm", int((d + 30*time.Second).Minutes()))
 	case d < 48*time.Hour:
