@@ -17,6 +17,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -214,7 +215,7 @@ func Start(o Options) (n *Node, err error) {
 
 	authz := &auth.Authorizer{Self: self, Directory: dir, Logger: log.Named("auth")}
 	n.srv = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(identity.ServerConfigFunc(n.certs.Certificate, dir, self, now))),
+		grpc.Creds(credentials.NewTLS(n.serverTLS(dir, self, now))),
 		grpc.ChainUnaryInterceptor(authz.Unary),
 		grpc.ChainStreamInterceptor(authz.Stream),
 		grpc.MaxRecvMsgSize(MaxRecvMessageSize),
@@ -281,6 +282,27 @@ func (n *Node) join(ctx context.Context) error {
 	}
 	n.log.Info("admitted: this state is a member of the directory", zap.Uint64("directory_version", n.mgr.Latest().Number()))
 	return nil
+}
+
+// serverTLS is the node's server TLS configuration. A refused handshake is
+// logged with its reason: TLS 1.3 tells the refused client only "bad
+// certificate", and the operator must be able to see why (revoked, unknown
+// CA, expired, another state's CA). The log is sampled so that a flood of
+// bad handshakes cannot flood it.
+func (n *Node) serverTLS(dir *directory.Source, self identity.ID, now func() time.Time) *tls.Config {
+	cfg := identity.ServerConfigFunc(n.certs.Certificate, dir, self, now)
+	verify := cfg.VerifyConnection
+	log := n.log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Minute, 10, 100)
+	}))
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		err := verify(cs)
+		if err != nil {
+			log.Warn("handshake refused", zap.Error(err))
+		}
+		return err
+	}
+	return cfg
 }
 
 // Directory returns the node's directory manager.
