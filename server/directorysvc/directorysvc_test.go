@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -36,6 +37,15 @@ import (
 // founded by XAA, XBB and XCC under consensus, with XDD generated to be
 // proposed. What other states sign reaches the manager as their nodes
 // offer it (HandleOffer); forks need two nodes and are made on real nodes.
+
+// TestMain checks that no goroutine of the managers or nodes is left.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// Pebble goroutines that outlive a closed store briefly are not ours.
+		goleak.IgnoreTopFunction("github.com/cockroachdb/pebble/v2.(*DB).maybeScheduleCompaction"),
+		goleak.IgnoreTopFunction("time.Sleep"),
+	)
+}
 
 // silence is the genesis rule's silence period.
 const silence = time.Hour
