@@ -496,6 +496,8 @@ func TestDirectoryDecisionsOnNodes(t *testing.T) {
 	)
 	// XCC's signature, once its node holds XBB's, completes it.
 	proposal(t, f, "XCC", "the admission signed by XAA and XBB", signedBy(admit.GetHash(), 2))
+	wantIn(t, "status at XCC", xcc.ok("directory", "status"),
+		"Proposal "+prefix+": admission of XDD\n  State     pending: 2 of 3 signatures needed under supermajority of 70%; signed by XAA, XBB; missing: XCC\n")
 	out = xcc.ok("directory", "sign", prefix)
 	wantIn(t, "sign at XCC", out,
 		"Signed "+prefix+": admission of XDD\n",
