@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/pocnet/pocnet/client"
 	"github.com/pocnet/pocnet/client/internal/pocctl"
@@ -39,6 +41,8 @@ func TestMain(m *testing.M) {
 	code := 1
 	if err := seedExample(); err != nil {
 		fmt.Fprintln(os.Stderr, "examples: seed the federation:", err)
+	} else if err := seedProposal(fed.OperatorConfigFile(states[1], "admin")); err != nil {
+		fmt.Fprintln(os.Stderr, "examples: seed a proposal:", err)
 	} else {
 		code = m.Run()
 	}
@@ -62,6 +66,49 @@ func seedExample() error {
 	defer c.Close()
 	_, err = c.Send(ctx, rfi(exampleTo, "Seed: scanning from 198.51.100.0/24"))
 	return err
+}
+
+// seedProposal has the second state's admin propose a rule change, which
+// ExampleClient_FindProposal finds and signs at the first state's node,
+// and waits until that node holds it.
+func seedProposal(proposerConfig string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dial := func(path string) (*client.Client, error) {
+		cfg, err := client.LoadConfig(path)
+		if err != nil {
+			return nil, err
+		}
+		return client.Dial(ctx, cfg)
+	}
+	proposer, err := dial(proposerConfig)
+	if err != nil {
+		return err
+	}
+	defer proposer.Close()
+	p, err := proposer.Propose(ctx, &pocnetv1.ProposeRequest{Proposal: &pocnetv1.ProposeRequest_Rule{Rule: &pocnetv1.DecisionRule{
+		Rule: &pocnetv1.DecisionRule_Consensus{Consensus: &pocnetv1.ConsensusRule{}}, SilencePeriod: durationpb.New(72 * time.Hour),
+	}}})
+	if err != nil {
+		return err
+	}
+	exampleProposal = hex.EncodeToString(p.GetHash()[:4])
+	signer, err := dial(exampleAdminConfig)
+	if err != nil {
+		return err
+	}
+	defer signer.Close()
+	for {
+		_, err := signer.FindProposal(ctx, exampleProposal)
+		if !errors.Is(err, client.ErrNoProposal) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the proposal never reached the first state's node: %w", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func rfi(to, subject string) *pocnetv1.SendCommunicationRequest {

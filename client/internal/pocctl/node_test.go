@@ -21,7 +21,6 @@ import (
 	"github.com/pocnet/pocnet/client/internal/testpki"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
-	"github.com/pocnet/pocnet/server/directorysvc/directorysvctest"
 )
 
 // fakeNode is an in-memory ContactService behind real mutual TLS. It checks
@@ -98,11 +97,9 @@ func (f *fakeNode) GetNodeStatus(context.Context, *pocnetv1.GetNodeStatusRequest
 		CallerIdentity: "spiffe://pocnet.test/state/XAA/operator/technical/alice", CallerRole: "technical", LastEventSeq: 3}, nil
 }
 
-// startFakeNode serves a fakeNode for XAA, and whatever register adds to
-// the server, and returns it with the path of an operator configuration
-// file. The caller's verified identity reaches handlers as the node's
-// interceptor passes it.
-func startFakeNode(t *testing.T, register ...func(*grpc.Server)) (*fakeNode, string) {
+// startFakeNode serves a fakeNode for XAA and returns it with the path of
+// an operator configuration file.
+func startFakeNode(t *testing.T) (*fakeNode, string) {
 	t.Helper()
 	ca := testpki.NewCA(t, "XAA")
 	self := identity.Node("pocnet.test", "XAA")
@@ -112,13 +109,9 @@ func startFakeNode(t *testing.T, register ...func(*grpc.Server)) (*fakeNode, str
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(identity.ServerConfig(&nodeCert, identity.Static{B: b}, self, nil))),
-		grpc.UnaryInterceptor(directorysvctest.Caller))
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(identity.ServerConfig(&nodeCert, identity.Static{B: b}, self, nil))))
 	node := &fakeNode{msgs: map[string]*pocnetv1.Message{}, byReq: map[string]string{}}
 	pocnetv1.RegisterContactServiceServer(srv, node)
-	for _, r := range register {
-		r(srv)
-	}
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	op := ca.Issue(t, identity.Operator("pocnet.test", "XAA", "technical", "alice"), x509.ExtKeyUsageClientAuth)
