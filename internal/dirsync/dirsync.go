@@ -60,6 +60,22 @@ var (
 	ErrUnavailable        = errors.New("unavailable")
 )
 
+// Error is an error of one of the kinds above, with a message that does
+// not repeat the kind: operators read it as it is.
+type Error struct {
+	Kind error
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Unwrap returns the kind.
+func (e *Error) Unwrap() error { return e.Kind }
+
+func errorf(kind error, format string, args ...any) error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
 // Limits.
 const (
 	// MaxProposals bounds the proposals a node holds; an offer beyond it is
@@ -456,7 +472,7 @@ func (m *Manager) switchSigner(d *directory.Directory) {
 func (m *Manager) signingKey(parent *governance.Version) (ed25519.PrivateKey, error) {
 	mem, ok := parent.Directory().Member(m.cfg.State)
 	if !ok {
-		return nil, fmt.Errorf("%w: %s is not a member of directory version %d", ErrPermissionDenied, m.cfg.State, parent.Number())
+		return nil, errorf(ErrPermissionDenied, "%s is not a member of directory version %d", m.cfg.State, parent.Number())
 	}
 	keys := mem.GetSigningKeys()
 	for i := len(keys) - 1; i >= 0; i-- {
@@ -467,7 +483,7 @@ func (m *Manager) signingKey(parent *governance.Version) (ed25519.PrivateKey, er
 			return priv, nil
 		}
 	}
-	return nil, fmt.Errorf("%w: the node holds no ACTIVE signing key of %s in directory version %d", ErrFailedPrecondition, m.cfg.State, parent.Number())
+	return nil, errorf(ErrFailedPrecondition, "the node holds no ACTIVE signing key of %s in directory version %d", m.cfg.State, parent.Number())
 }
 
 // audit records a directory event outside a version's batch.

@@ -104,7 +104,7 @@ func (m *Manager) client(peer string) (pocnetv1.FederationServiceClient, error) 
 	p := m.peers
 	m.mu.Unlock()
 	if p == nil {
-		return nil, fmt.Errorf("%w: no transport to peers yet", ErrUnavailable)
+		return nil, errorf(ErrUnavailable, "no transport to peers yet")
 	}
 	cc, err := p.Conn(peer)
 	if err != nil {
@@ -148,10 +148,10 @@ func (m *Manager) offer() *pocnetv1.OfferRequest {
 // proposals.
 func (m *Manager) HandleOffer(ctx context.Context, from string, req *pocnetv1.OfferRequest) (*pocnetv1.OfferResponse, error) {
 	if len(req.GetProposals()) > MaxProposals {
-		return nil, fmt.Errorf("%w: proposals: %d, more than %d", ErrInvalidArgument, len(req.GetProposals()), MaxProposals)
+		return nil, errorf(ErrInvalidArgument, "proposals: %d, more than %d", len(req.GetProposals()), MaxProposals)
 	}
 	if h := req.GetHead(); h == nil || h.GetVersion() == 0 || len(h.GetHash()) != 32 {
-		return nil, fmt.Errorf("%w: head: a version and a 32-byte hash are required", ErrInvalidArgument)
+		return nil, errorf(ErrInvalidArgument, "head: a version and a 32-byte hash are required")
 	}
 	m.mergeProposals(ctx, from, req.GetProposals())
 	m.maybePull(from, req.GetHead())

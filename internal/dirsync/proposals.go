@@ -109,12 +109,12 @@ func (m *Manager) Propose(ctx context.Context, req *pocnetv1.ProposeRequest) (*p
 	switch p := req.GetProposal().(type) {
 	case *pocnetv1.ProposeRequest_Admit:
 		if p.Admit.GetKind() != pocnetv1.MemberKind_MEMBER_KIND_STATE {
-			return nil, fmt.Errorf("%w: admit.kind: an admitted member is MEMBER_KIND_STATE; observers are admitted with admit_observer", ErrInvalidArgument)
+			return nil, errorf(ErrInvalidArgument, "admit.kind: an admitted member is MEMBER_KIND_STATE; observers are admitted with admit_observer")
 		}
 		data, err = governance.NextAdmission(parent, p.Admit, now)
 	case *pocnetv1.ProposeRequest_AdmitObserver:
 		if p.AdmitObserver.GetKind() != pocnetv1.MemberKind_MEMBER_KIND_OBSERVER {
-			return nil, fmt.Errorf("%w: admit_observer.kind: must be MEMBER_KIND_OBSERVER", ErrInvalidArgument)
+			return nil, errorf(ErrInvalidArgument, "admit_observer.kind: must be MEMBER_KIND_OBSERVER")
 		}
 		data, err = governance.NextObserverAdmission(parent, p.AdmitObserver, now)
 	case *pocnetv1.ProposeRequest_Remove:
@@ -122,10 +122,10 @@ func (m *Manager) Propose(ctx context.Context, req *pocnetv1.ProposeRequest) (*p
 	case *pocnetv1.ProposeRequest_Rule:
 		data, err = governance.NextRuleChange(parent, p.Rule, now)
 	default:
-		return nil, fmt.Errorf("%w: proposal: one of admit, remove, rule or admit_observer is required", ErrInvalidArgument)
+		return nil, errorf(ErrInvalidArgument, "proposal: one of admit, remove, rule or admit_observer is required")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+		return nil, errorf(ErrInvalidArgument, "%v", err)
 	}
 	return m.signProposal(ctx, parent, &pocnetv1.SignedVersion{Version: data}, false)
 }
@@ -156,17 +156,17 @@ func (m *Manager) Object(ctx context.Context, hash []byte) (*pocnetv1.Proposal, 
 // m.mu is held.
 func (m *Manager) held(hash []byte) (*pocnetv1.SignedVersion, error) {
 	if len(hash) != 32 {
-		return nil, fmt.Errorf("%w: hash: %d bytes, want 32", ErrInvalidArgument, len(hash))
+		return nil, errorf(ErrInvalidArgument, "hash: %d bytes, want 32", len(hash))
 	}
 	if sv, ok := m.proposals[[32]byte(hash)]; ok {
 		return sv, nil
 	}
 	for _, p := range m.closed {
 		if bytes.Equal(p.GetHash(), hash) {
-			return nil, fmt.Errorf("%w: proposal %x is %s", ErrFailedPrecondition, hash[:8], closedWords(p.GetState()))
+			return nil, errorf(ErrFailedPrecondition, "proposal %x is %s", hash[:8], closedWords(p.GetState()))
 		}
 	}
-	return nil, fmt.Errorf("%w: no proposal %x on this node", ErrNotFound, hash[:8])
+	return nil, errorf(ErrNotFound, "no proposal %x on this node", hash[:8])
 }
 
 func closedWords(s pocnetv1.ProposalState) string {
@@ -186,22 +186,22 @@ func (m *Manager) signProposal(ctx context.Context, parent *governance.Version, 
 	now := m.cfg.Now()
 	st, err := governance.Assess(parent, sv, now)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFailedPrecondition, err)
+		return nil, errorf(ErrFailedPrecondition, "%v", err)
 	}
 	change := st.Version.Change()
 	_, isObserver := change.GetChange().(*pocnetv1.Change_ObserverAdmission)
 	switch {
 	case objection && !isObserver:
-		return nil, fmt.Errorf("%w: only an observer admission can be objected to; this is a %s", ErrFailedPrecondition, governance.DescribeChange(change))
+		return nil, errorf(ErrFailedPrecondition, "only an observer admission can be objected to; this is a %s", governance.DescribeChange(change))
 	case objection && slices.Contains(st.Objected, m.cfg.State):
-		return nil, fmt.Errorf("%w: %s already objected", ErrFailedPrecondition, m.cfg.State)
+		return nil, errorf(ErrFailedPrecondition, "%s already objected", m.cfg.State)
 	case !objection && slices.Contains(st.Signed, m.cfg.State):
-		return nil, fmt.Errorf("%w: %s already signed", ErrFailedPrecondition, m.cfg.State)
+		return nil, errorf(ErrFailedPrecondition, "%s already signed", m.cfg.State)
 	}
 	if !objection {
 		if other := m.signedOther(parent, governance.Hash(sv.GetVersion())); other != nil {
-			return nil, fmt.Errorf("%w: %s already signed proposal %s (%s) on version %d; a state signs one decision per version, so that two decisions can never both reach the quorum and split the federation. Sign this one after that one is decided, on the version then in force",
-				ErrFailedPrecondition, m.cfg.State, short(other.GetHash()), other.GetDescription(), parent.Number())
+			return nil, errorf(ErrFailedPrecondition, "%s already signed proposal %s (%s) on version %d; a state signs one decision per version, so that two decisions can never both reach the quorum and split the federation. Sign this one after that one is decided, on the version then in force",
+				m.cfg.State, short(other.GetHash()), other.GetDescription(), parent.Number())
 		}
 	}
 	key, err := m.signingKey(parent)
@@ -227,10 +227,10 @@ func (m *Manager) signProposal(ctx context.Context, parent *governance.Version, 
 	}
 	merged, added, _, err := governance.Merge(parent, sv, got, now)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFailedPrecondition, err)
+		return nil, errorf(ErrFailedPrecondition, "%v", err)
 	}
 	if added != 1 {
-		return nil, fmt.Errorf("%w: %s may not sign a %s under the rule in force", ErrPermissionDenied, m.cfg.State, governance.DescribeChange(change))
+		return nil, errorf(ErrPermissionDenied, "%s may not sign a %s under the rule in force", m.cfg.State, governance.DescribeChange(change))
 	}
 	h := governance.Hash(sv.GetVersion())
 	verb := "signed"
@@ -274,10 +274,10 @@ func (m *Manager) signedOther(parent *governance.Version, except [32]byte) *pocn
 // puts it in force at once.
 func (m *Manager) UpdateEntry(ctx context.Context, mem *pocnetv1.Member, baseVersion uint64) (*governance.Version, error) {
 	if mem == nil {
-		return nil, fmt.Errorf("%w: member: required", ErrInvalidArgument)
+		return nil, errorf(ErrInvalidArgument, "member: required")
 	}
 	if mem.GetState() != m.cfg.State {
-		return nil, fmt.Errorf("%w: member.state: %q is not this node's state %s; a state changes its own entry only", ErrPermissionDenied, mem.GetState(), m.cfg.State)
+		return nil, errorf(ErrPermissionDenied, "member.state: %q is not this node's state %s; a state changes its own entry only", mem.GetState(), m.cfg.State)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -285,12 +285,12 @@ func (m *Manager) UpdateEntry(ctx context.Context, mem *pocnetv1.Member, baseVer
 	if baseVersion != 0 && baseVersion != parent.Number() {
 		base, ok := m.chain.Version(baseVersion)
 		if !ok {
-			return nil, fmt.Errorf("%w: base_version: %d is not a version of this chain (latest %d)", ErrInvalidArgument, baseVersion, parent.Number())
+			return nil, errorf(ErrInvalidArgument, "base_version: %d is not a version of this chain (latest %d)", baseVersion, parent.Number())
 		}
 		was, _ := base.Directory().Member(m.cfg.State)
 		now, _ := parent.Directory().Member(m.cfg.State)
 		if !proto.Equal(was, now) {
-			return nil, fmt.Errorf("%w: the entry of %s changed after version %d (now version %d); read it again and reapply the edit", ErrFailedPrecondition, m.cfg.State, baseVersion, parent.Number())
+			return nil, errorf(ErrFailedPrecondition, "the entry of %s changed after version %d (now version %d); read it again and reapply the edit", m.cfg.State, baseVersion, parent.Number())
 		}
 	}
 	return m.updateEntry(ctx, parent, mem)
@@ -300,7 +300,7 @@ func (m *Manager) UpdateEntry(ctx context.Context, mem *pocnetv1.Member, baseVer
 func (m *Manager) updateEntry(ctx context.Context, parent *governance.Version, mem *pocnetv1.Member) (*governance.Version, error) {
 	data, err := governance.NextEntryUpdate(parent, mem, m.cfg.Now())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+		return nil, errorf(ErrInvalidArgument, "%v", err)
 	}
 	key, err := m.signingKey(parent)
 	if err != nil {
@@ -320,14 +320,14 @@ func (m *Manager) updateEntry(ctx context.Context, parent *governance.Version, m
 // ACTIVE (senders seal to it) and the old ones RETIRED (still opened).
 func (m *Manager) RotateKeys(ctx context.Context, signing, encryption bool) (v *governance.Version, signingKeyID, encryptionKeyID string, err error) {
 	if !signing && !encryption {
-		return nil, "", "", fmt.Errorf("%w: rotate signing, encryption or both", ErrInvalidArgument)
+		return nil, "", "", errorf(ErrInvalidArgument, "rotate signing, encryption or both")
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	parent := m.chain.Latest()
 	cur, ok := parent.Directory().Member(m.cfg.State)
 	if !ok {
-		return nil, "", "", fmt.Errorf("%w: %s is not a member", ErrPermissionDenied, m.cfg.State)
+		return nil, "", "", errorf(ErrPermissionDenied, "%s is not a member", m.cfg.State)
 	}
 	mem := proto.Clone(cur).(*pocnetv1.Member)
 	now := m.cfg.Now()

@@ -180,14 +180,17 @@ func (t *Transport) record(c *conn, chain []*x509.Certificate, b *identity.Bundl
 // watch re-checks open connections at each change of the directory.
 func (t *Transport) watch() {
 	defer close(t.done)
+	changed := t.cfg.Directory.Changed()
 	for {
-		changed := t.cfg.Directory.Changed()
 		select {
 		case <-t.stop:
 			return
 		case <-changed:
 		case <-t.kick:
 		}
+		// Taken before recheck reads the directory, so that a change made
+		// while it runs wakes the next one.
+		changed = t.cfg.Directory.Changed()
 		t.recheck()
 	}
 }

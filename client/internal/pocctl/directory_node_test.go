@@ -529,7 +529,7 @@ func TestDirectoryDecisionsOnNodes(t *testing.T) {
 		"Proposal "+rprefix+": rule change\n  State     superseded by version 3: propose again\n",
 		"Proposal "+prefix+": admission of XDD\n  State     adopted as version 2\n",
 	)
-	xaa.fails(ExitError, "pocctl: sign proposal "+rprefix+": failed precondition: proposal "+rprefix+" is superseded by another version; propose it again on the version in force (FailedPrecondition)\n",
+	xaa.fails(ExitError, "pocctl: sign proposal "+rprefix+": proposal "+rprefix+" is superseded by another version; propose it again on the version in force (FailedPrecondition)\n",
 		"directory", "sign", rprefix)
 
 	// XAA proposes the rule change again, on version 3; XBB proposes to
@@ -543,7 +543,7 @@ func TestDirectoryDecisionsOnNodes(t *testing.T) {
 	xbb.ok("directory", "propose", "remove", "xdd")
 	removal := proposal(t, f, "XAA", "the removal", about("removal of XDD"))
 	dprefix := shortHex(removal.GetHash())
-	xaa.fails(ExitError, "pocctl: sign proposal "+dprefix+": failed precondition: XAA already signed proposal "+shortHex(rule.GetHash())+" (rule change) on version 3; a state signs one decision per version, "+
+	xaa.fails(ExitError, "pocctl: sign proposal "+dprefix+": XAA already signed proposal "+shortHex(rule.GetHash())+" (rule change) on version 3; a state signs one decision per version, "+
 		"so that two decisions can never both reach the quorum and split the federation. Sign this one after that one is decided, on the version then in force (FailedPrecondition)\n",
 		"directory", "sign", dprefix)
 
@@ -553,7 +553,7 @@ func TestDirectoryDecisionsOnNodes(t *testing.T) {
 	n := len(f.Node("XAA").Directory().Proposals())
 	xaa.fails(ExitError, fmt.Sprintf("pocctl: no such proposal: none of the %d proposal(s) the node holds has a hash starting with deadbeef\n", n),
 		"directory", "sign", "deadbeef")
-	xaa.fails(ExitError, "pocctl: propose removal of XZZ: invalid argument: invalid directory version: removal: \"XZZ\" is not a member (InvalidArgument)\n",
+	xaa.fails(ExitError, "pocctl: propose removal of XZZ: invalid directory version: removal: \"XZZ\" is not a member (InvalidArgument)\n",
 		"directory", "propose", "remove", "XZZ")
 	// The same rule is no change: refused before anything is sent.
 	code, _, errOut := xaa.run("directory", "propose", "rule", "supermajority:70")
@@ -739,7 +739,7 @@ func TestDirectoryUpdateOnNode(t *testing.T) {
 		})
 		return time.Now()
 	}
-	admin.fails(ExitError, "pocctl: update the entry of XAA (edited from version 6): failed precondition: the entry of XAA changed after version 6 (now version 7); read it again and reapply the edit (FailedPrecondition)\n",
+	admin.fails(ExitError, "pocctl: update the entry of XAA (edited from version 6): the entry of XAA changed after version 6 (now version 7); read it again and reapply the edit (FailedPrecondition)\n",
 		"directory", "update", "--set-poc-languages", "technical=en")
 	admin.now = nil
 	if got := entryAt(t, f, "XAA"); got.GetName() != "Testland XAA, renamed meanwhile" || !slices.Equal(got.GetPointsOfContact()[0].GetLanguages(), []string{"en", "fr", "es"}) {
