@@ -388,7 +388,7 @@ func (s *Service) Events(ctx context.Context, caller identity.ID, after uint64, 
 				if !caller.IsAdmin() && ev.GetRole() != caller.Role {
 					continue
 				}
-				if rec, err := s.cfg.Store.Message(ev.GetMessageId()); err == nil {
+				if rec, err := s.message(ev.GetMessageId()); err == nil {
 					ev.Message = s.view(rec, s.now())
 				}
 				if err := send(ev); err != nil {

@@ -90,8 +90,11 @@ func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 	// them only if the commit order confirms that it stores exactly those
 	// (storeIncoming), and signs again otherwise.
 	pre := s.presign(peer.State, firsts, now)
+	var stored []*incoming
 	err := s.cfg.Store.Update(ctx, func(tx *store.Tx) error {
-		return s.storeIncoming(tx, peer.State, firsts, pre, results, now)
+		var err error
+		stored, err = s.storeIncoming(tx, peer.State, firsts, pre, results, now)
+		return err
 	})
 	if err != nil {
 		s.log.Error("cannot store delivered envelopes; the peer will retry", zap.String("peer", peer.State), zap.Error(err))
@@ -99,6 +102,9 @@ func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 			results[in.idx] = refusal(in.opened.Header.GetId(), pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE, "the recipient node could not store the envelope; retry later")
 		}
 		return results, nil
+	}
+	for _, in := range stored {
+		s.recent.put(in.opened.Header.GetId(), in.env, in.opened.Payload.GetCommunication())
 	}
 	for _, in := range todo {
 		if f := in.copyOf; f != nil {
@@ -302,7 +308,8 @@ func (s *Service) decide(o *envelope.Opened) policy.Decision {
 // that it never attests an envelope that a concurrent delivery of the same
 // id got in first. pre, if not nil, holds receipts signed ahead for the
 // envelopes expected to be stored; they are used only if exactly those are.
-func (s *Service) storeIncoming(tx *store.Tx, from string, firsts []*incoming, pre *presigned, results []*pocnetv1.DeliveryResult, now time.Time) error {
+// It returns the envelopes it stored.
+func (s *Service) storeIncoming(tx *store.Tx, from string, firsts []*incoming, pre *presigned, results []*pocnetv1.DeliveryResult, now time.Time) ([]*incoming, error) {
 	var fresh []*incoming
 	for _, in := range firsts {
 		id := in.opened.Header.GetId()
@@ -310,7 +317,7 @@ func (s *Service) storeIncoming(tx *store.Tx, from string, firsts []*incoming, p
 			results[in.idx] = redelivery(prev, id, in.opened.Digest)
 			continue
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
+			return nil, err
 		}
 		if in.expired {
 			h := in.opened.Header
@@ -320,7 +327,7 @@ func (s *Service) storeIncoming(tx *store.Tx, from string, firsts []*incoming, p
 		fresh = append(fresh, in)
 	}
 	if len(fresh) == 0 {
-		return nil
+		return nil, nil
 	}
 	var receipts []*pocnetv1.Receipt
 	if pre != nil && slices.Equal(pre.stored, fresh) {
@@ -328,16 +335,16 @@ func (s *Service) storeIncoming(tx *store.Tx, from string, firsts []*incoming, p
 	} else {
 		var err error
 		if receipts, err = envelope.SignReceipts(s.cfg.Signer, from, s.cfg.State, now, receiptEntries(fresh)); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for i, in := range fresh {
 		if err := s.putIncoming(tx, in, receipts[i], now); err != nil {
-			return err
+			return nil, err
 		}
 		results[in.idx] = &pocnetv1.DeliveryResult{EnvelopeId: in.opened.Header.GetId(), Result: &pocnetv1.DeliveryResult_Receipt{Receipt: receipts[i]}}
 	}
-	return nil
+	return fresh, nil
 }
 
 // putIncoming writes one new inbound envelope, its indexes and its event.
@@ -400,10 +407,15 @@ func (s *Service) applyAnswer(tx *store.Tx, answer *pocnetv1.Message, now time.T
 	return nil
 }
 
-// Load returns stored envelopes for delivery (relay.Handler).
+// Load returns stored envelopes for delivery (relay.Handler): those of
+// messages accepted lately from memory, the others from the store.
 func (s *Service) Load(ids []string) ([]*pocnetv1.Envelope, error) {
 	out := make([]*pocnetv1.Envelope, len(ids))
 	for i, id := range ids {
+		if st := s.recent.get(id); st != nil {
+			out[i] = st.env
+			continue
+		}
 		env, err := s.cfg.Store.Envelope(id)
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", id, err)

@@ -46,9 +46,10 @@ type Config struct {
 
 // Service is the exchange of one node.
 type Service struct {
-	cfg   Config
-	log   *zap.Logger
-	relay Enqueuer
+	cfg    Config
+	log    *zap.Logger
+	relay  Enqueuer
+	recent *recent
 }
 
 // New returns a Service.
@@ -65,7 +66,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, relay: cfg.Relay}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, relay: cfg.Relay, recent: newRecent()}, nil
 }
 
 // SetRelay sets the worker that delivers committed outbox entries. It must
@@ -316,7 +317,11 @@ func (s *Service) putOutbound(tx *store.Tx, rec *storev1.MessageRecord, actor st
 	return nil
 }
 
+// enqueue hands committed outbound messages to the relay worker.
 func (s *Service) enqueue(recs ...*storev1.MessageRecord) {
+	for _, rec := range recs {
+		s.recent.put(rec.GetView().GetId(), rec.GetEnvelope(), rec.GetView().GetCommunication())
+	}
 	if s.relay == nil {
 		return
 	}
