@@ -61,6 +61,22 @@ func TestSealOpen(t *testing.T) {
 	}
 }
 
+// TestAppendSeal: AppendSeal leaves what dst held and appends exactly
+// what Seal returns, Overhead bytes more than the plaintext.
+func TestAppendSeal(t *testing.T) {
+	r := mustRing(t, mustKey(t))
+	msg, aad := []byte("canary-body"), []byte("n\x01")
+	prefix := []byte("held")
+	buf := make([]byte, 0, len(prefix)+Overhead+len(msg))
+	out := r.AppendSeal(append(buf, prefix...), msg, aad)
+	if len(out) != len(prefix)+Overhead+len(msg) || &out[0] != &buf[:1][0] || !bytes.Equal(out[:len(prefix)], prefix) {
+		t.Fatalf("AppendSeal: %d bytes, in place %v", len(out), &out[0] == &buf[:1][0])
+	}
+	if got, err := r.Open(out[len(prefix):], aad); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("Open of an appended seal = %q, %v", got, err)
+	}
+}
+
 func TestOpenRefuses(t *testing.T) {
 	k1, k2 := mustKey(t), mustKey(t)
 	r := mustRing(t, k1)

@@ -197,12 +197,19 @@ func (r Ring) Format(f fmt.State, _ rune) { io.WriteString(f, r.String()) }
 // aad (which is authenticated but not stored). See the package
 // documentation for the layout of the result.
 func (r *Ring) Seal(plaintext, aad []byte) []byte {
+	return r.AppendSeal(make([]byte, 0, Overhead+len(plaintext)), plaintext, aad)
+}
+
+// AppendSeal is Seal appending the sealed value, Overhead+len(plaintext)
+// bytes, to dst: a caller that has room for it (a database batch, say)
+// saves a copy. dst and plaintext must not overlap.
+func (r *Ring) AppendSeal(dst, plaintext, aad []byte) []byte {
 	k := r.keys[len(r.keys)-1]
 	aead := r.aeads[k.id]
-	out := make([]byte, headerLen, headerLen+aead.Overhead()+len(plaintext))
-	out[0] = versionGCM
-	copy(out[1:], k.id[:])
-	return aead.Seal(out, nil, plaintext, additionalData(out[:headerLen], aad))
+	start := len(dst)
+	dst = append(dst, versionGCM)
+	dst = append(dst, k.id[:]...)
+	return aead.Seal(dst, nil, plaintext, additionalData(dst[start:start+headerLen], aad))
 }
 
 // Open checks and decrypts a value made by Seal with the same aad, under

@@ -222,7 +222,9 @@ func (o *Opener) payloadKey(h *pocnetv1.EnvelopeHeader) ([]byte, error) {
 	}
 	info := sealInfo(o.federation, h.GetFromState(), h.GetToState(), keyID)
 	d := sha256.New()
-	d.Write(signingInput("", info, h.GetEncapsulatedKey()))
+	in := getInput("", info, h.GetEncapsulatedKey())
+	d.Write(*in)
+	putInput(in)
 	var ck [sha256.Size]byte
 	d.Sum(ck[:0])
 	o.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/pocnet/pocnet/internal/directory"
@@ -57,19 +58,45 @@ func (s *Signer) KeyID() string { return s.cur.Load().id }
 
 func (s *Signer) sign(domain string, parts ...[]byte) *pocnetv1.Signature {
 	k := s.cur.Load()
+	in := getInput(domain, parts...)
+	defer putInput(in)
 	return &pocnetv1.Signature{
 		Algorithm: pocnetv1.SignatureAlgorithm_SIGNATURE_ALGORITHM_ED25519,
 		KeyId:     k.id,
-		Value:     ed25519.Sign(k.key, signingInput(domain, parts...)),
+		Value:     ed25519.Sign(k.key, *in),
 	}
 }
 
 // verifySig checks sig over domain||parts with pub.
 func verifySig(pub ed25519.PublicKey, sig *pocnetv1.Signature, domain string, parts ...[]byte) error {
-	if !ed25519.Verify(pub, signingInput(domain, parts...), sig.GetValue()) {
+	in := getInput(domain, parts...)
+	defer putInput(in)
+	if !ed25519.Verify(pub, *in, sig.GetValue()) {
 		return fmt.Errorf("%w: signature does not verify with key %s", ErrBadSignature, sig.GetKeyId())
 	}
 	return nil
+}
+
+// inputs holds buffers for signing inputs: every envelope is signed once
+// and verified once, and its signing input is as large as the envelope.
+var inputs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledInput bounds the buffers kept for reuse.
+const maxPooledInput = 64 << 10
+
+// getInput returns signingInput(domain, parts...) in a pooled buffer, to be
+// returned with putInput once the signature is made or checked (Ed25519
+// keeps no reference to the message).
+func getInput(domain string, parts ...[]byte) *[]byte {
+	b := inputs.Get().(*[]byte)
+	*b = appendSigningInput((*b)[:0], domain, parts...)
+	return b
+}
+
+func putInput(b *[]byte) {
+	if cap(*b) <= maxPooledInput {
+		inputs.Put(b)
+	}
 }
 
 // checkSignatureForm rejects a missing signature or one of an algorithm
@@ -94,7 +121,10 @@ func signingInput(domain string, parts ...[]byte) []byte {
 	for _, p := range parts {
 		n += 4 + len(p)
 	}
-	out := make([]byte, 0, n)
+	return appendSigningInput(make([]byte, 0, n), domain, parts...)
+}
+
+func appendSigningInput(out []byte, domain string, parts ...[]byte) []byte {
 	out = append(out, domain...)
 	for _, p := range parts {
 		l := len(p)

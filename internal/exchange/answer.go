@@ -301,7 +301,8 @@ func (s *Service) answer(ctx context.Context, caller identity.ID, id string, typ
 	s.enqueue(rec)
 	s.log.Info("answer accepted", zap.String("id", h.GetId()), zap.String("type", typeName(typ)), zap.String("in_reply_to", id),
 		zap.String("to", h.GetToState()+"/"+h.GetToRole()))
-	return s.view(rec, now), nil
+	// The record was built for this request and is held by no one else.
+	return withOverdue(rec.GetView(), now), nil
 }
 
 // answerConflict returns the id of an earlier identical answer (ack or
@@ -388,7 +389,7 @@ func (s *Service) Events(ctx context.Context, caller identity.ID, after uint64, 
 				if !caller.IsAdmin() && ev.GetRole() != caller.Role {
 					continue
 				}
-				if rec, err := s.cfg.Store.Message(ev.GetMessageId()); err == nil {
+				if rec, err := s.message(ev.GetMessageId()); err == nil {
 					ev.Message = s.view(rec, s.now())
 				}
 				if err := send(ev); err != nil {

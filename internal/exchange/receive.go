@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,11 @@ type incoming struct {
 	opened *envelope.Opened
 	reject bool
 	reason string
+	// expired is an envelope past its expiry: refused unless it is already
+	// stored, which only the commit order can tell (storeIncoming).
+	expired bool
+	// copyOf is the first envelope of the same delivery with the same id.
+	copyOf *incoming
 }
 
 // Receive takes envelopes delivered by peer's node. Each gets a result: a
@@ -57,31 +63,110 @@ func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 	parallel(len(envs), func(i int) {
 		checked[i], results[i] = s.check(peer, envs[i], now)
 	})
-	var todo []*incoming
+	var todo, firsts []*incoming
+	first := map[string]*incoming{}
 	for i, in := range checked {
 		if res := results[i]; res != nil {
-			if r := res.GetRefusal(); r != nil {
-				s.log.Warn("envelope refused", zap.String("peer", peer.State), zap.String("id", res.GetEnvelopeId()),
-					zap.Stringer("code", r.GetCode()), zap.String("reason", r.GetMessage()))
-			}
+			s.logRefusal(peer.State, res)
 			continue
 		}
 		in.idx = i
 		todo = append(todo, in)
+		// The same id twice in one delivery is stored once; the copy gets
+		// the first one's result, or a conflict if its content differs.
+		id := in.opened.Header.GetId()
+		if f, ok := first[id]; ok {
+			in.copyOf = f
+			continue
+		}
+		first[id] = in
+		firsts = append(firsts, in)
 	}
 	if len(todo) == 0 {
 		return results, nil
 	}
+	// The receipts are signed before the update, so that the signature
+	// does not hold up the commit goroutine (and every writer behind it).
+	// They attest every envelope the delivery would store; the update uses
+	// them only if the commit order confirms that it stores exactly those
+	// (storeIncoming), and signs again otherwise.
+	pre := s.presign(peer.State, firsts, now)
+	var stored []*incoming
 	err := s.cfg.Store.Update(ctx, func(tx *store.Tx) error {
-		return s.storeIncoming(tx, peer.State, todo, results, now)
+		var err error
+		stored, err = s.storeIncoming(tx, peer.State, firsts, pre, results, now)
+		return err
 	})
 	if err != nil {
 		s.log.Error("cannot store delivered envelopes; the peer will retry", zap.String("peer", peer.State), zap.Error(err))
 		for _, in := range todo {
 			results[in.idx] = refusal(in.opened.Header.GetId(), pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE, "the recipient node could not store the envelope; retry later")
 		}
+		return results, nil
+	}
+	for _, in := range stored {
+		s.recent.put(in.opened.Header.GetId(), in.env, in.opened.Payload.GetCommunication())
+	}
+	for _, in := range todo {
+		if f := in.copyOf; f != nil {
+			if !bytes.Equal(f.opened.Digest, in.opened.Digest) {
+				id := in.opened.Header.GetId()
+				results[in.idx] = refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_CONFLICT, "envelope id %s was already stored with different content", id)
+			} else {
+				results[in.idx] = results[f.idx]
+			}
+		}
+		s.logRefusal(peer.State, results[in.idx])
 	}
 	return results, nil
+}
+
+func (s *Service) logRefusal(peer string, res *pocnetv1.DeliveryResult) {
+	if r := res.GetRefusal(); r != nil {
+		s.log.Warn("envelope refused", zap.String("peer", peer), zap.String("id", res.GetEnvelopeId()),
+			zap.Stringer("code", r.GetCode()), zap.String("reason", r.GetMessage()))
+	}
+}
+
+// presigned is a set of receipts signed ahead of the update.
+type presigned struct {
+	stored   []*incoming // the envelopes they attest, in leaf order
+	receipts []*pocnetv1.Receipt
+}
+
+// presign signs the receipts of every envelope in firsts that is to be
+// stored if its id is new. A failure only means they are signed in the
+// update instead.
+func (s *Service) presign(from string, firsts []*incoming, now time.Time) *presigned {
+	var p presigned
+	for _, in := range firsts {
+		if !in.expired {
+			p.stored = append(p.stored, in)
+		}
+	}
+	if len(p.stored) == 0 {
+		return nil
+	}
+	receipts, err := envelope.SignReceipts(s.cfg.Signer, from, s.cfg.State, now, receiptEntries(p.stored))
+	if err != nil {
+		return nil
+	}
+	p.receipts = receipts
+	return &p
+}
+
+// receiptEntries returns what the receipts of envelopes about to be stored
+// attest.
+func receiptEntries(stored []*incoming) []*pocnetv1.ReceiptEntry {
+	entries := make([]*pocnetv1.ReceiptEntry, len(stored))
+	for i, in := range stored {
+		entries[i] = &pocnetv1.ReceiptEntry{EnvelopeId: in.opened.Header.GetId(), EnvelopeDigest: in.opened.Digest,
+			Outcome: pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_DELIVERED}
+		if in.reject {
+			entries[i].Outcome, entries[i].Reason = pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_REJECTED, in.reason
+		}
+	}
+	return entries
 }
 
 // check verifies and opens one envelope and applies policy, all before the
@@ -123,23 +208,16 @@ func (s *Service) check(peer identity.ID, env *pocnetv1.Envelope, now time.Time)
 	if err := s.validateIncoming(opened, now); err != nil {
 		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "%v", err)
 	}
-	// A retry of an envelope already stored gets its receipt back even when
-	// it has expired since: delivery happened in time.
-	if prev, err := s.cfg.Store.Message(id); err == nil {
-		if res := redelivery(prev, id, opened.Digest); res.GetRefusal() != nil {
-			return nil, res
-		}
-		// The stored receipt is handed out from the commit order
-		// (storeIncoming), after the next sync: a record can be readable a
-		// moment before it is durable, and a receipt must never be.
-		return &incoming{env: env, opened: opened}, nil
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_UNAVAILABLE, "the recipient node could not read its store; retry later")
-	}
-	if !now.Before(h.GetExpiresAt().AsTime()) {
-		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_EXPIRED, "envelope expired at %s", h.GetExpiresAt().AsTime().UTC().Format(time.RFC3339))
-	}
+	// Whether the id is already stored is left to the commit order
+	// (storeIncoming), which looks anyway: a retry of an envelope already
+	// stored gets its receipt back, even when it has expired since (delivery
+	// happened in time), and only after the next sync (a record can be
+	// readable a moment before it is durable, and a receipt must never be).
 	in := &incoming{env: env, opened: opened}
+	if !now.Before(h.GetExpiresAt().AsTime()) {
+		in.expired = true
+		return in, nil
+	}
 	if d := s.decide(opened); !d.Accepted {
 		in.reject, in.reason = true, d.Reason
 	}
@@ -233,59 +311,49 @@ func (s *Service) decide(o *envelope.Opened) policy.Decision {
 	return policy.Check(member, h.GetToRole(), h.GetKind(), o.Payload.GetCommunication().GetLanguage())
 }
 
-// storeIncoming writes the checked envelopes of one delivery in the
-// caller's update and signs their receipts: one signature over the tree of
-// the envelopes stored now, made in commit order, so that it never attests
-// an envelope that a concurrent delivery of the same id got in first.
-func (s *Service) storeIncoming(tx *store.Tx, from string, todo []*incoming, results []*pocnetv1.DeliveryResult, now time.Time) error {
-	var fresh, copies []*incoming
-	first := map[string]*incoming{}
-	for _, in := range todo {
+// storeIncoming writes the checked envelopes of one delivery (firsts: one
+// per id) in the caller's update, with their receipts: one signature over
+// the tree of the envelopes stored now, checked or made in commit order, so
+// that it never attests an envelope that a concurrent delivery of the same
+// id got in first. pre, if not nil, holds receipts signed ahead for the
+// envelopes expected to be stored; they are used only if exactly those are.
+// It returns the envelopes it stored.
+func (s *Service) storeIncoming(tx *store.Tx, from string, firsts []*incoming, pre *presigned, results []*pocnetv1.DeliveryResult, now time.Time) ([]*incoming, error) {
+	var fresh []*incoming
+	for _, in := range firsts {
 		id := in.opened.Header.GetId()
 		if prev, err := tx.Message(id); err == nil {
 			results[in.idx] = redelivery(prev, id, in.opened.Digest)
 			continue
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
+			return nil, err
 		}
-		// The same id twice in one delivery is stored once; the copy gets
-		// the first one's receipt, or a conflict if its content differs.
-		if f, ok := first[id]; ok {
-			if !bytes.Equal(f.opened.Digest, in.opened.Digest) {
-				results[in.idx] = refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_CONFLICT, "envelope id %s was already stored with different content", id)
-				continue
-			}
-			copies = append(copies, in)
+		if in.expired {
+			h := in.opened.Header
+			results[in.idx] = refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_EXPIRED, "envelope expired at %s", h.GetExpiresAt().AsTime().UTC().Format(time.RFC3339))
 			continue
 		}
-		first[id] = in
 		fresh = append(fresh, in)
 	}
 	if len(fresh) == 0 {
-		return nil
+		return nil, nil
 	}
-	entries := make([]*pocnetv1.ReceiptEntry, len(fresh))
-	for i, in := range fresh {
-		entries[i] = &pocnetv1.ReceiptEntry{EnvelopeId: in.opened.Header.GetId(), EnvelopeDigest: in.opened.Digest,
-			Outcome: pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_DELIVERED}
-		if in.reject {
-			entries[i].Outcome, entries[i].Reason = pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_REJECTED, in.reason
+	var receipts []*pocnetv1.Receipt
+	if pre != nil && slices.Equal(pre.stored, fresh) {
+		receipts = pre.receipts
+	} else {
+		var err error
+		if receipts, err = envelope.SignReceipts(s.cfg.Signer, from, s.cfg.State, now, receiptEntries(fresh)); err != nil {
+			return nil, err
 		}
-	}
-	receipts, err := envelope.SignReceipts(s.cfg.Signer, from, s.cfg.State, now, entries)
-	if err != nil {
-		return err
 	}
 	for i, in := range fresh {
 		if err := s.putIncoming(tx, in, receipts[i], now); err != nil {
-			return err
+			return nil, err
 		}
 		results[in.idx] = &pocnetv1.DeliveryResult{EnvelopeId: in.opened.Header.GetId(), Result: &pocnetv1.DeliveryResult_Receipt{Receipt: receipts[i]}}
 	}
-	for _, in := range copies {
-		results[in.idx] = results[first[in.opened.Header.GetId()].idx]
-	}
-	return nil
+	return fresh, nil
 }
 
 // putIncoming writes one new inbound envelope, its indexes and its event.
@@ -348,10 +416,15 @@ func (s *Service) applyAnswer(tx *store.Tx, answer *pocnetv1.Message, now time.T
 	return nil
 }
 
-// Load returns stored envelopes for delivery (relay.Handler).
+// Load returns stored envelopes for delivery (relay.Handler): those of
+// messages accepted lately from memory, the others from the store.
 func (s *Service) Load(ids []string) ([]*pocnetv1.Envelope, error) {
 	out := make([]*pocnetv1.Envelope, len(ids))
 	for i, id := range ids {
+		if st := s.recent.get(id); st != nil {
+			out[i] = st.env
+			continue
+		}
 		env, err := s.cfg.Store.Envelope(id)
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", id, err)

@@ -50,9 +50,10 @@ type Config struct {
 
 // Service is the exchange of one node.
 type Service struct {
-	cfg   Config
-	log   *zap.Logger
-	relay Enqueuer
+	cfg    Config
+	log    *zap.Logger
+	relay  Enqueuer
+	recent *recent
 }
 
 // New returns a Service.
@@ -69,7 +70,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, relay: cfg.Relay}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, relay: cfg.Relay, recent: newRecent()}, nil
 }
 
 // SetRelay sets the worker that delivers committed outbox entries. It must
@@ -183,9 +184,12 @@ func (s *Service) Send(ctx context.Context, caller identity.ID, req *pocnetv1.Se
 		}
 	}
 	comm := withDefaults(req.GetCommunication(), nil)
-	digest := requestDigest(&pocnetv1.SendCommunicationRequest{ToState: req.GetToState(), ToRole: req.GetToRole(), FromRole: fromRole, Communication: comm})
 	scope := caller.String()
+	// The digest tells a retry from a reused request id; without a request
+	// id there is nothing to compare it with.
+	var digest []byte
 	if rid := req.GetRequestId(); rid != "" {
+		digest = requestDigest(&pocnetv1.SendCommunicationRequest{ToState: req.GetToState(), ToRole: req.GetToRole(), FromRole: fromRole, Communication: comm})
 		// Fast path for a retry: answer from the first message without
 		// building and signing an envelope. Update re-checks under the lock.
 		if existing, ok, err := s.cfg.Store.RequestID(scope, rid); err != nil {
@@ -237,7 +241,9 @@ func (s *Service) Send(ctx context.Context, caller identity.ID, req *pocnetv1.Se
 	s.enqueue(rec)
 	s.log.Info("communication accepted", zap.String("id", h.GetId()), zap.String("to", h.GetToState()+"/"+h.GetToRole()),
 		zap.String("from_role", fromRole), zap.Stringer("kind", h.GetKind()), zap.Stringer("urgency", h.GetUrgency()))
-	return s.view(rec, now), nil
+	// The record was built for this request and is held by no one else:
+	// its view is handed out as it is, not copied.
+	return withOverdue(rec.GetView(), now), nil
 }
 
 // replay answers a retried request with the message it first created, or
@@ -320,7 +326,11 @@ func (s *Service) putOutbound(tx *store.Tx, rec *storev1.MessageRecord, actor st
 	return nil
 }
 
+// enqueue hands committed outbound messages to the relay worker.
 func (s *Service) enqueue(recs ...*storev1.MessageRecord) {
+	for _, rec := range recs {
+		s.recent.put(rec.GetView().GetId(), rec.GetEnvelope(), rec.GetView().GetCommunication())
+	}
 	if s.relay == nil {
 		return
 	}
@@ -413,7 +423,11 @@ func advance(v *pocnetv1.Message, st pocnetv1.Status, reason string, at time.Tim
 
 // view returns what an operator sees of a record at time now.
 func (s *Service) view(rec *storev1.MessageRecord, now time.Time) *pocnetv1.Message {
-	v := proto.Clone(rec.GetView()).(*pocnetv1.Message)
+	return withOverdue(proto.Clone(rec.GetView()).(*pocnetv1.Message), now)
+}
+
+// withOverdue completes v, what an operator sees of a message, at time now.
+func withOverdue(v *pocnetv1.Message, now time.Time) *pocnetv1.Message {
 	if v.GetDirection() == pocnetv1.Direction_DIRECTION_OUTBOUND && v.GetCommunication().GetRespondBy() != nil {
 		switch v.GetStatus() {
 		case pocnetv1.Status_STATUS_ACCEPTED, pocnetv1.Status_STATUS_DELIVERED, pocnetv1.Status_STATUS_ACKNOWLEDGED:

@@ -160,8 +160,66 @@ func (w *Worker) Enqueue(items ...Item) {
 		for _, it := range its {
 			heap.Push(&p.q, it)
 		}
+		// A peer with room for a call gets one at once, from here: waking
+		// its loop first would only add a goroutine switch to every
+		// delivery.
+		var batch, expired []Item
+		if w.ctx.Err() == nil {
+			batch, expired = p.take(w, w.cfg.Now())
+		}
 		p.mu.Unlock()
-		p.kick()
+		if len(expired) > 0 {
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				w.expire(p, expired)
+			}()
+		}
+		if batch == nil {
+			p.kick()
+			continue
+		}
+		w.start(p, batch)
+	}
+}
+
+// take removes the next batch from the queue and counts it in flight, if
+// the peer has room for a call and is not backing off. Items found expired
+// are removed too and returned apart, never delivered. Called with p.mu
+// held.
+func (p *peer) take(w *Worker, now time.Time) (batch, expired []Item) {
+	if len(p.q) == 0 || p.inflight >= w.cfg.MaxInFlight || now.Before(p.nextAttempt) {
+		return nil, nil
+	}
+	for len(p.q) > 0 && len(batch) < w.cfg.MaxBatch {
+		it := heap.Pop(&p.q).(Item)
+		if !it.ExpiresAt.IsZero() && !now.Before(it.ExpiresAt) {
+			expired = append(expired, it)
+			continue
+		}
+		batch = append(batch, it)
+	}
+	if batch != nil {
+		p.inflight++
+		p.inflightItems += len(batch)
+	}
+	return batch, expired
+}
+
+// start delivers a batch taken from p's queue in a goroutine of its own.
+func (w *Worker) start(p *peer, batch []Item) {
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		w.send(p, batch)
+	}()
+}
+
+// expire marks items undeliverable, or queues them again if that fails.
+func (w *Worker) expire(p *peer, items []Item) {
+	if err := w.cfg.Handler.Expired(w.ctx, items); err != nil {
+		w.log.Warn("could not mark expired envelopes undeliverable; will retry", zap.String("peer", p.state), zap.Error(err))
+		p.requeue(items)
 	}
 }
 
@@ -237,34 +295,23 @@ func (p *peer) run(w *Worker) {
 		p.mu.Lock()
 		now := w.cfg.Now()
 		expired := p.sweepExpired(now)
-		var batch []Item
 		var wait time.Duration
+		batch, late := p.take(w, now)
+		expired = append(expired, late...)
 		switch {
+		case batch != nil:
 		case len(p.q) == 0 || p.inflight >= w.cfg.MaxInFlight:
 			wait = -1 // until woken
-		case now.Before(p.nextAttempt):
-			wait = p.nextAttempt.Sub(now)
 		default:
-			for len(p.q) > 0 && len(batch) < w.cfg.MaxBatch {
-				batch = append(batch, heap.Pop(&p.q).(Item))
-			}
-			p.inflight++
-			p.inflightItems += len(batch)
+			wait = p.nextAttempt.Sub(now)
 		}
 		p.mu.Unlock()
 
 		if len(expired) > 0 {
-			if err := w.cfg.Handler.Expired(w.ctx, expired); err != nil {
-				w.log.Warn("could not mark expired envelopes undeliverable; will retry", zap.String("peer", p.state), zap.Error(err))
-				p.requeue(expired)
-			}
+			w.expire(p, expired)
 		}
 		if batch != nil {
-			w.wg.Add(1)
-			go func() {
-				defer w.wg.Done()
-				w.send(p, batch)
-			}()
+			w.start(p, batch)
 			continue
 		}
 		if wait > 0 {

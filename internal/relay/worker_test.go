@@ -197,14 +197,21 @@ func TestHeardFromRetriesAtOnce(t *testing.T) {
 	tr.set(tr.fail, "XBB", true)
 	w.Enqueue(Item{ID: "m1", Peer: "XBB"})
 	next(t, tr.calls)
+	// The call is reported before it returns its error: wait for the
+	// worker to record the failure.
+	deadline := time.Now().Add(20 * time.Second)
 	st := w.Status()
+	for len(st) == 1 && st[0].Reachable && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+		st = w.Status()
+	}
 	if len(st) != 1 || st[0].Reachable || st[0].Pending != 1 || st[0].NextAttempt.Before(time.Now().Add(29*time.Minute)) {
 		t.Fatalf("status after a failure = %+v, want unreachable, 1 pending, next attempt ≥ 30m away", st)
 	}
 	tr.set(tr.fail, "XBB", false)
 	w.HeardFrom("XBB") // without this, the next attempt is half an hour away
 	next(t, tr.calls)
-	deadline := time.Now().Add(20 * time.Second)
+	deadline = time.Now().Add(20 * time.Second)
 	for h.count("m1") != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("m1 not delivered after the peer was heard from")

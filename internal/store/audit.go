@@ -50,8 +50,7 @@ func addAudit(b *pebble.Batch, keys *datakey.Ring, tx *Tx, head *audit.Head) err
 		// Sealed at rest like every value: records name operators and
 		// messages. The chain hashes the plain record bytes, so sealing
 		// (and resealing under a new data key) never changes it.
-		k := auditKey(next.Seq)
-		if err := b.Set(k, keys.Seal(v, k), nil); err != nil {
+		if err := setSealed(b, keys, auditKey(next.Seq), v); err != nil {
 			return fmt.Errorf("%w: batch: %v", ErrStorage, err)
 		}
 		*head = next

@@ -214,6 +214,18 @@ func (d *DB) Message(id string) (*storev1.MessageRecord, error) {
 	return rec, nil
 }
 
+// Record reads a message record without its envelope and communication,
+// as Tx.Message does: what changes after the message is stored. A caller
+// that holds the envelope or the communication (they never change) saves
+// reading and decrypting them again.
+func (d *DB) Record(id string) (*storev1.MessageRecord, error) {
+	k, err := parseID(id)
+	if err != nil {
+		return nil, err
+	}
+	return get(d, messageKey(k), unmarshalRecord)
+}
+
 // Envelope reads the envelope of a message.
 func (d *DB) Envelope(id string) (*pocnetv1.Envelope, error) {
 	k, err := parseID(id)

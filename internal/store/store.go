@@ -438,7 +438,7 @@ func (d *DB) addToBatch(b *pebble.Batch, tx *Tx, seq *uint64) error {
 		case o.del:
 			err = b.Delete(o.key, nil)
 		case sealed(o.key):
-			err = b.Set(o.key, keys.Seal(o.value, o.key), nil)
+			err = setSealed(b, keys, o.key, o.value)
 		case len(o.value) != 0:
 			// An index value is never sealed, so it must hold nothing.
 			return fmt.Errorf("store: value under index key %s would be stored in clear", keyName(o.key))
@@ -456,12 +456,23 @@ func (d *DB) addToBatch(b *pebble.Batch, tx *Tx, seq *uint64) error {
 		if err != nil {
 			return fmt.Errorf("store: event: %w", err)
 		}
-		k := eventKey(*seq)
-		if err := b.Set(k, keys.Seal(v, k), nil); err != nil {
+		if err := setSealed(b, keys, eventKey(*seq), v); err != nil {
 			return fmt.Errorf("%w: batch: %v", ErrStorage, err)
 		}
 	}
 	return nil
+}
+
+// setSealed adds key with value sealed under keys' current key to b,
+// sealing straight into the batch's buffer.
+func setSealed(b *pebble.Batch, keys *datakey.Ring, key, value []byte) error {
+	op := b.SetDeferred(len(key), datakey.Overhead+len(value))
+	copy(op.Key, key)
+	if n := len(keys.AppendSeal(op.Value[:0], value, key)); n != len(op.Value) {
+		// The batch now holds a malformed entry: the caller fails the group.
+		return fmt.Errorf("store: sealed value of %d bytes, want %d", n, len(op.Value))
+	}
+	return op.Finish()
 }
 
 // runFn runs an update function, turning a panic into an error so that one
