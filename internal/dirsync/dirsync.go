@@ -352,9 +352,11 @@ func (m *Manager) adopt(ctx context.Context, sv *pocnetv1.SignedVersion, from st
 	if err != nil {
 		// Not the next version: the chain says what it is (a replay, a
 		// gap, a fork) and keeps a fork for reporting.
+		known := len(m.chain.Forks())
 		_, err := m.chain.Add(sv, now)
 		var fe *governance.ForkError
-		if errors.As(err, &fe) {
+		if errors.As(err, &fe) && len(m.chain.Forks()) > known {
+			// Reported once; the peer offering it again is only refused.
 			m.log.Error("directory fork detected and refused", zap.String("from", from), zap.Error(fe))
 			m.audit(ctx, fmt.Sprintf("fork detected and refused: %v (from %s)", fe, from))
 		}
