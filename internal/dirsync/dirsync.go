@@ -81,6 +81,10 @@ const (
 	// MaxProposals bounds the proposals a node holds; an offer beyond it is
 	// dropped with a log line, never stored.
 	MaxProposals = 64
+	// RetireGrace is how long after a rotation the retired signing key
+	// still verifies new signatures: those the node made while the version
+	// naming the new key was being stored.
+	RetireGrace = time.Minute
 	// MaxProposalsPerState bounds the proposals one state may have pending,
 	// so that no member can crowd out the others'.
 	MaxProposalsPerState = 4

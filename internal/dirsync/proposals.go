@@ -346,7 +346,11 @@ func (m *Manager) RotateKeys(ctx context.Context, signing, encryption bool) (v *
 		for _, k := range mem.SigningKeys {
 			if k.GetStatus() == pocnetv1.KeyStatus_KEY_STATUS_ACTIVE {
 				k.Status = pocnetv1.KeyStatus_KEY_STATUS_RETIRED
-				k.RetiredAt = timestamppb.New(now)
+				// What the node signs until the new version is in force
+				// (its store's fsync) is made after now: the old key
+				// stays valid a little longer, for that. Revoking, not
+				// retiring, is for a key that must stop at once.
+				k.RetiredAt = timestamppb.New(now.Add(RetireGrace))
 			}
 		}
 		mem.SigningKeys = append(mem.SigningKeys, &pocnetv1.SigningKey{KeyId: signingKeyID, PublicKey: pub, Status: pocnetv1.KeyStatus_KEY_STATUS_ACTIVE})
