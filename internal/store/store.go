@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -406,7 +407,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 		return &applied{group: group, errs: errs}
 	}
 	b := d.db.NewBatch()
-	pending := make(map[string]*op)
+	pending := &groupWrites{}
 	// nextSeq and nextHead belong to this goroutine: they count what was
 	// applied, a step ahead of what syncLoop published.
 	seq := d.nextSeq
@@ -414,7 +415,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 	errs := make([]error, len(group))
 	var commitErr error
 	for i, r := range group {
-		tx := &Tx{db: d, group: pending, local: make(map[string]*op)}
+		tx := &Tx{db: d, group: pending}
 		if err := runFn(r.fn, tx); err != nil {
 			errs[i] = err
 			continue
@@ -429,9 +430,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 			commitErr = err
 			break
 		}
-		for _, o := range tx.ops {
-			pending[string(o.key)] = o
-		}
+		pending.ops = append(pending.ops, tx.ops...)
 	}
 	if commitErr == nil && !b.Empty() {
 		if err := d.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
@@ -524,24 +523,60 @@ type op struct {
 	del   bool
 }
 
+// groupWrites are the writes of the updates of a group that succeeded so
+// far, for the updates after them to read.
+type groupWrites struct {
+	ops []*op
+	// byKey indexes ops[:indexed]. It is built on the first read only: many
+	// groups have none.
+	byKey   map[string]*op
+	indexed int
+}
+
+// find returns the latest write of key, if any.
+func (g *groupWrites) find(key []byte) (*op, bool) {
+	if len(g.ops) == 0 {
+		return nil, false
+	}
+	if g.byKey == nil {
+		g.byKey = make(map[string]*op, len(g.ops))
+	}
+	for ; g.indexed < len(g.ops); g.indexed++ {
+		o := g.ops[g.indexed]
+		g.byKey[string(o.key)] = o
+	}
+	o, ok := g.byKey[string(key)]
+	return o, ok
+}
+
 // Tx is the view an update function reads and writes through.
 type Tx struct {
 	db     *DB
-	group  map[string]*op // writes of earlier updates in the same batch
-	local  map[string]*op
+	group  *groupWrites // writes of earlier updates in the same batch
 	ops    []*op
 	events []*pocnetv1.Event
 	// auditRecs are sealed into the chain at commit (audit.go).
 	auditRecs []*pocnetv1.AuditRecord
 }
 
+// find returns this update's latest write of key, if any. An update
+// writes a handful of keys: a scan is cheaper than a map.
+func (t *Tx) find(key []byte) (*op, bool) {
+	for i := len(t.ops) - 1; i >= 0; i-- {
+		if bytes.Equal(t.ops[i].key, key) {
+			return t.ops[i], true
+		}
+	}
+	return nil, false
+}
+
 // get reads key as this update sees it: its own writes, then earlier writes
 // of the group, then the database.
 func (t *Tx) get(key []byte) ([]byte, bool, error) {
-	if o, ok := t.local[string(key)]; ok {
+	if o, ok := t.find(key); ok {
 		return o.value, !o.del, nil
 	}
-	if o, ok := t.group[string(key)]; ok {
+	if o, ok := t.group.find(key); ok {
 		return o.value, !o.del, nil
 	}
 	v, closer, err := t.db.db.Get(key)
@@ -563,15 +598,11 @@ func (t *Tx) get(key []byte) ([]byte, bool, error) {
 }
 
 func (t *Tx) set(key, value []byte) {
-	o := &op{key: key, value: value}
-	t.local[string(key)] = o
-	t.ops = append(t.ops, o)
+	t.ops = append(t.ops, &op{key: key, value: value})
 }
 
 func (t *Tx) del(key []byte) {
-	o := &op{key: key, del: true}
-	t.local[string(key)] = o
-	t.ops = append(t.ops, o)
+	t.ops = append(t.ops, &op{key: key, del: true})
 }
 
 // AppendEvent adds ev to the event log; its seq is assigned at commit.
