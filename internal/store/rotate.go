@@ -208,10 +208,10 @@ func (d *DB) findStale(from []byte, current datakey.ID) (stale [][]byte, next []
 func (t *Tx) reseal(key []byte) (bool, error) {
 	// A write of this batch is sealed under the current key when the batch
 	// is committed: nothing to do.
-	if _, ok := t.local[string(key)]; ok {
+	if _, ok := t.find(key); ok {
 		return false, nil
 	}
-	if _, ok := t.group[string(key)]; ok {
+	if _, ok := t.group.find(key); ok {
 		return false, nil
 	}
 	v, closer, err := t.db.db.Get(key)

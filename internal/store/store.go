@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
@@ -105,6 +107,29 @@ func Open(dir string, o Options) (*DB, error) {
 	// new; Bloom filters answer most of those misses without reading a
 	// data block.
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	// Every value is sealed, and ciphertext does not compress: Snappy only
+	// spent CPU in every flush and compaction trying. (The setting applies
+	// to every level below L0 too.)
+	po.Levels[0].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+	// Envelopes, the only values of 1 KiB or more, are written once and
+	// never changed: Pebble keeps them apart in blob files, written at
+	// flush, which compactions then no longer rewrite. That cut the
+	// background work (and the bytes written) per message by about a
+	// sixth. A store of an older format is upgraded when opened, once and
+	// for good; the Pebble this node is built with reads both.
+	po.FormatMajorVersion = pebble.FormatValueSeparation
+	po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{
+			Enabled:     true,
+			MinimumSize: 1024,
+			// As Pebble's own benchmark tool sets them. Envelopes are never
+			// rewritten or deleted, so their blob files hold no garbage to
+			// reclaim: blob files are not rewritten for space.
+			MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge:     5 * time.Minute,
+			TargetGarbageRatio:    1.0,
+		}
+	}
 	pdb, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %v", ErrStorage, dir, err)
@@ -382,7 +407,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 		return &applied{group: group, errs: errs}
 	}
 	b := d.db.NewBatch()
-	pending := make(map[string]*op)
+	pending := &groupWrites{}
 	// nextSeq and nextHead belong to this goroutine: they count what was
 	// applied, a step ahead of what syncLoop published.
 	seq := d.nextSeq
@@ -390,7 +415,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 	errs := make([]error, len(group))
 	var commitErr error
 	for i, r := range group {
-		tx := &Tx{db: d, group: pending, local: make(map[string]*op)}
+		tx := &Tx{db: d, group: pending}
 		if err := runFn(r.fn, tx); err != nil {
 			errs[i] = err
 			continue
@@ -405,9 +430,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 			commitErr = err
 			break
 		}
-		for _, o := range tx.ops {
-			pending[string(o.key)] = o
-		}
+		pending.ops = append(pending.ops, tx.ops...)
 	}
 	if commitErr == nil && !b.Empty() {
 		if err := d.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
@@ -500,24 +523,60 @@ type op struct {
 	del   bool
 }
 
+// groupWrites are the writes of the updates of a group that succeeded so
+// far, for the updates after them to read.
+type groupWrites struct {
+	ops []*op
+	// byKey indexes ops[:indexed]. It is built on the first read only: many
+	// groups have none.
+	byKey   map[string]*op
+	indexed int
+}
+
+// find returns the latest write of key, if any.
+func (g *groupWrites) find(key []byte) (*op, bool) {
+	if len(g.ops) == 0 {
+		return nil, false
+	}
+	if g.byKey == nil {
+		g.byKey = make(map[string]*op, len(g.ops))
+	}
+	for ; g.indexed < len(g.ops); g.indexed++ {
+		o := g.ops[g.indexed]
+		g.byKey[string(o.key)] = o
+	}
+	o, ok := g.byKey[string(key)]
+	return o, ok
+}
+
 // Tx is the view an update function reads and writes through.
 type Tx struct {
 	db     *DB
-	group  map[string]*op // writes of earlier updates in the same batch
-	local  map[string]*op
+	group  *groupWrites // writes of earlier updates in the same batch
 	ops    []*op
 	events []*pocnetv1.Event
 	// auditRecs are sealed into the chain at commit (audit.go).
 	auditRecs []*pocnetv1.AuditRecord
 }
 
+// find returns this update's latest write of key, if any. An update
+// writes a handful of keys: a scan is cheaper than a map.
+func (t *Tx) find(key []byte) (*op, bool) {
+	for i := len(t.ops) - 1; i >= 0; i-- {
+		if bytes.Equal(t.ops[i].key, key) {
+			return t.ops[i], true
+		}
+	}
+	return nil, false
+}
+
 // get reads key as this update sees it: its own writes, then earlier writes
 // of the group, then the database.
 func (t *Tx) get(key []byte) ([]byte, bool, error) {
-	if o, ok := t.local[string(key)]; ok {
+	if o, ok := t.find(key); ok {
 		return o.value, !o.del, nil
 	}
-	if o, ok := t.group[string(key)]; ok {
+	if o, ok := t.group.find(key); ok {
 		return o.value, !o.del, nil
 	}
 	v, closer, err := t.db.db.Get(key)
@@ -539,15 +598,11 @@ func (t *Tx) get(key []byte) ([]byte, bool, error) {
 }
 
 func (t *Tx) set(key, value []byte) {
-	o := &op{key: key, value: value}
-	t.local[string(key)] = o
-	t.ops = append(t.ops, o)
+	t.ops = append(t.ops, &op{key: key, value: value})
 }
 
 func (t *Tx) del(key []byte) {
-	o := &op{key: key, del: true}
-	t.local[string(key)] = o
-	t.ops = append(t.ops, o)
+	t.ops = append(t.ops, &op{key: key, del: true})
 }
 
 // AppendEvent adds ev to the event log; its seq is assigned at commit.
