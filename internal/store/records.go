@@ -346,8 +346,13 @@ func (d *DB) Thread(threadID string) ([]*storev1.MessageRecord, error) {
 	return out, nil
 }
 
-// Events returns up to limit events with seq > after, in order.
+// Events returns up to limit events with seq > after, in order, as
+// applied: whoever hands them out must stop at LastSeq, what is durable.
+// The newest come from memory (recentEvents), older ones from the store.
 func (d *DB) Events(after uint64, limit int) ([]*pocnetv1.Event, error) {
+	if out, ok, err := d.recent.read(after, limit); ok || err != nil {
+		return out, err
+	}
 	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(after + 1), UpperBound: []byte{nsEvent + 1}})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrStorage, err)
