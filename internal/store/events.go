@@ -69,3 +69,57 @@ func (r *recentEvents) read(after uint64, limit int) ([]*pocnetv1.Event, bool, e
 	}
 	return out, true, nil
 }
+
+// maxRecentRecords bounds the records kept in memory.
+const maxRecentRecords = 4096
+
+// recentRecords holds the plaintext of the latest record of the messages
+// written lately, replaced in the order groups are applied, so that it is
+// what the store holds. A watcher reads the record of each message it is
+// told of; most were just written.
+type recentRecords struct {
+	mu    sync.Mutex
+	m     map[[idLen]byte][]byte
+	order [][idLen]byte // ids in the order added, oldest first from head
+	head  int
+}
+
+// add records the message records among a group's writes. Only the commit
+// goroutine calls it, after the group is applied.
+func (r *recentRecords) add(ops []*op) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[[idLen]byte][]byte{}
+	}
+	for _, o := range ops {
+		if len(o.key) != 1+idLen || o.key[0] != nsMessage {
+			continue
+		}
+		id := [idLen]byte(o.key[1:])
+		if o.del {
+			delete(r.m, id)
+			continue
+		}
+		if _, ok := r.m[id]; !ok {
+			r.order = append(r.order, id)
+		}
+		// Values are never changed once written: the slice is shared.
+		r.m[id] = o.value
+	}
+	for len(r.order)-r.head > maxRecentRecords {
+		delete(r.m, r.order[r.head])
+		r.head++
+	}
+	if r.head > maxRecentRecords {
+		r.order = append(r.order[:0], r.order[r.head:]...)
+		r.head = 0
+	}
+}
+
+func (r *recentRecords) get(id [idLen]byte) ([]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.m[id]
+	return v, ok
+}

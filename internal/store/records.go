@@ -217,11 +217,15 @@ func (d *DB) Message(id string) (*storev1.MessageRecord, error) {
 // Record reads a message record without its envelope and communication,
 // as Tx.Message does: what changes after the message is stored. A caller
 // that holds the envelope or the communication (they never change) saves
-// reading and decrypting them again.
+// reading and decrypting them again; the record of a message written
+// lately comes from memory (recentRecords).
 func (d *DB) Record(id string) (*storev1.MessageRecord, error) {
 	k, err := parseID(id)
 	if err != nil {
 		return nil, err
+	}
+	if v, ok := d.records.get(k); ok {
+		return unmarshalRecord(v)
 	}
 	return get(d, messageKey(k), unmarshalRecord)
 }

@@ -72,8 +72,10 @@ type DB struct {
 	nextSeq  uint64
 	nextHead audit.Head
 
-	// recent holds the newest events applied, for watchers (Events).
-	recent recentEvents
+	// recent holds the newest events applied, for watchers (Events), and
+	// records the latest state of the messages written lately (Record).
+	recent  recentEvents
+	records recentRecords
 
 	mu      sync.Mutex
 	lastSeq uint64        // newest committed event seq
@@ -443,6 +445,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 			d.log.Error("store commit failed; the group's updates were not applied", zap.Error(err), zap.Int("updates", len(group)))
 		} else {
 			d.recent.add(d.nextSeq+1, events)
+			d.records.add(pending.ops)
 			d.nextSeq, d.nextHead = seq, head
 			return &applied{b: b, group: group, errs: errs, seq: seq, head: head}
 		}
