@@ -105,7 +105,7 @@ func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 		return results, nil
 	}
 	for _, in := range stored {
-		s.recent.put(in.opened.Header.GetId(), in.env, in.opened.Payload.GetCommunication())
+		s.recent.put(in.opened.Header.GetId(), in.env, in.opened.Digest, in.opened.Payload.GetCommunication())
 	}
 	for _, in := range todo {
 		if f := in.copyOf; f != nil {
@@ -434,6 +434,15 @@ func (s *Service) Load(ids []string) ([]*pocnetv1.Envelope, error) {
 	return out, nil
 }
 
+// digest returns the digest of env, the envelope of message id, from the
+// recent cache if it holds that very envelope.
+func (s *Service) digest(id string, env *pocnetv1.Envelope) []byte {
+	if st := s.recent.get(id); st != nil && st.env == env && st.digest != nil {
+		return st.digest
+	}
+	return envelope.Digest(env)
+}
+
 type outcome struct {
 	item    relay.Item
 	status  pocnetv1.Status
@@ -454,7 +463,7 @@ func (s *Service) Delivered(ctx context.Context, peer string, items []relay.Item
 		// A result that is neither a refusal nor a valid receipt (an empty
 		// one included) fails here and is delivered again.
 		if results[i].GetRefusal() == nil && results[i].GetEnvelopeId() == items[i].ID {
-			verified[i], verr[i] = rv.Verify(results[i].GetReceipt(), s.cfg.State, peer, items[i].ID, envelope.Digest(envs[i]))
+			verified[i], verr[i] = rv.Verify(results[i].GetReceipt(), s.cfg.State, peer, items[i].ID, s.digest(items[i].ID, envs[i]))
 		}
 	})
 	var retry []relay.Item

@@ -11,8 +11,8 @@ import (
 const maxRecentBytes = 16 << 20
 
 // recent keeps, for the messages this node stored lately, what never
-// changes once a message is stored: its envelope as signed and the
-// communication it carries. The relay worker delivers the envelope of a
+// changes once a message is stored: its envelope as signed, the envelope's
+// digest and the communication it carries. The relay worker delivers the envelope of a
 // message just accepted, and a watcher reads the message just received,
 // without reading and decrypting them from the store again. Only what a
 // committed update stored is put here, and the store stays the authority:
@@ -29,15 +29,17 @@ type recent struct {
 }
 
 type stored struct {
-	env  *pocnetv1.Envelope
-	comm *pocnetv1.Communication // nil for acknowledgements and declines
-	size int
+	env    *pocnetv1.Envelope
+	digest []byte
+	comm   *pocnetv1.Communication // nil for acknowledgements and declines
+	size   int
 }
 
 func newRecent() *recent { return &recent{m: map[string]*stored{}} }
 
-// put remembers the envelope and communication of a stored message.
-func (r *recent) put(id string, env *pocnetv1.Envelope, comm *pocnetv1.Communication) {
+// put remembers the envelope, its digest and the communication of a
+// stored message.
+func (r *recent) put(id string, env *pocnetv1.Envelope, digest []byte, comm *pocnetv1.Communication) {
 	if env == nil {
 		return
 	}
@@ -60,7 +62,7 @@ func (r *recent) put(id string, env *pocnetv1.Envelope, comm *pocnetv1.Communica
 		r.order = append(r.order[:0], r.order[r.head:]...)
 		r.head = 0
 	}
-	r.m[id] = &stored{env: env, comm: comm, size: size}
+	r.m[id] = &stored{env: env, digest: digest, comm: comm, size: size}
 	r.order = append(r.order, id)
 	r.bytes += size
 }

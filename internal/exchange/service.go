@@ -329,7 +329,7 @@ func (s *Service) putOutbound(tx *store.Tx, rec *storev1.MessageRecord, actor st
 // enqueue hands committed outbound messages to the relay worker.
 func (s *Service) enqueue(recs ...*storev1.MessageRecord) {
 	for _, rec := range recs {
-		s.recent.put(rec.GetView().GetId(), rec.GetEnvelope(), rec.GetView().GetCommunication())
+		s.recent.put(rec.GetView().GetId(), rec.GetEnvelope(), rec.GetEnvelopeDigest(), rec.GetView().GetCommunication())
 	}
 	if s.relay == nil {
 		return

@@ -13,7 +13,10 @@
 // batch is built and opened when it is read, so the data directory holds
 // only ciphertext; keys hold no message content (keys.go). The key ring can
 // be replaced while the store runs (SetKeys), and Rewrap moves old values
-// to the new key (rotate.go).
+// to the new key (rotate.go). The newest events and the records written
+// lately are also kept in memory, in clear, for watchers (events.go):
+// replaced as groups are applied, they never differ from what the store
+// holds, and they never reach the disk.
 //
 // This package must never hand out Pebble iterators or values that outlive a
 // call, must never be written to except through Update, and must never put

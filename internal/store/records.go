@@ -217,11 +217,15 @@ func (d *DB) Message(id string) (*storev1.MessageRecord, error) {
 // Record reads a message record without its envelope and communication,
 // as Tx.Message does: what changes after the message is stored. A caller
 // that holds the envelope or the communication (they never change) saves
-// reading and decrypting them again.
+// reading and decrypting them again; the record of a message written
+// lately comes from memory (recentRecords).
 func (d *DB) Record(id string) (*storev1.MessageRecord, error) {
 	k, err := parseID(id)
 	if err != nil {
 		return nil, err
+	}
+	if v, ok := d.records.get(k); ok {
+		return unmarshalRecord(v)
 	}
 	return get(d, messageKey(k), unmarshalRecord)
 }
@@ -346,8 +350,13 @@ func (d *DB) Thread(threadID string) ([]*storev1.MessageRecord, error) {
 	return out, nil
 }
 
-// Events returns up to limit events with seq > after, in order.
+// Events returns up to limit events with seq > after, in order, as
+// applied: whoever hands them out must stop at LastSeq, what is durable.
+// The newest come from memory (recentEvents), older ones from the store.
 func (d *DB) Events(after uint64, limit int) ([]*pocnetv1.Event, error) {
+	if out, ok, err := d.recent.read(after, limit); ok || err != nil {
+		return out, err
+	}
 	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: eventKey(after + 1), UpperBound: []byte{nsEvent + 1}})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrStorage, err)

@@ -72,6 +72,11 @@ type DB struct {
 	nextSeq  uint64
 	nextHead audit.Head
 
+	// recent holds the newest events applied, for watchers (Events), and
+	// records the latest state of the messages written lately (Record).
+	recent  recentEvents
+	records recentRecords
+
 	mu      sync.Mutex
 	lastSeq uint64        // newest committed event seq
 	changed chan struct{} // closed and replaced when events are committed
@@ -152,6 +157,7 @@ func Open(dir string, o Options) (*DB, error) {
 		return nil, err
 	}
 	d.nextSeq, d.nextHead = d.lastSeq, d.auditHead
+	d.recent.next = d.lastSeq + 1
 	go d.commitLoop()
 	if d.indexKey, err = d.loadIndexKey(); err != nil {
 		d.Close()
@@ -414,6 +420,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 	head := d.nextHead
 	errs := make([]error, len(group))
 	var commitErr error
+	var events [][]byte // the group's events, from seq d.nextSeq+1
 	for i, r := range group {
 		tx := &Tx{db: d, group: pending}
 		if err := runFn(r.fn, tx); err != nil {
@@ -422,7 +429,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 		}
 		// A batch that cannot take a write is broken: fail the whole group
 		// rather than commit part of one update.
-		if err := d.addToBatch(b, tx, &seq); err != nil {
+		if err := d.addToBatch(b, tx, &seq, &events); err != nil {
 			commitErr = err
 			break
 		}
@@ -437,6 +444,8 @@ func (d *DB) commitGroup(group []*request) *applied {
 			commitErr = fmt.Errorf("%w: commit: %v", ErrStorage, err)
 			d.log.Error("store commit failed; the group's updates were not applied", zap.Error(err), zap.Int("updates", len(group)))
 		} else {
+			d.recent.add(d.nextSeq+1, events)
+			d.records.add(pending.ops)
 			d.nextSeq, d.nextHead = seq, head
 			return &applied{b: b, group: group, errs: errs, seq: seq, head: head}
 		}
@@ -453,7 +462,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 // addToBatch seals and adds an update's writes to b. Sealing happens here,
 // and only here, so that nothing reaches Pebble in clear: the Tx keeps
 // plaintext for the reads of later updates of the same group.
-func (d *DB) addToBatch(b *pebble.Batch, tx *Tx, seq *uint64) error {
+func (d *DB) addToBatch(b *pebble.Batch, tx *Tx, seq *uint64, events *[][]byte) error {
 	keys := d.keys.Load()
 	for _, o := range tx.ops {
 		var err error
@@ -482,6 +491,7 @@ func (d *DB) addToBatch(b *pebble.Batch, tx *Tx, seq *uint64) error {
 		if err := setSealed(b, keys, eventKey(*seq), v); err != nil {
 			return fmt.Errorf("%w: batch: %v", ErrStorage, err)
 		}
+		*events = append(*events, v)
 	}
 	return nil
 }
