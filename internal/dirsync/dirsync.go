@@ -186,17 +186,21 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("genesis: %w", err)
 	}
-	stored, err := cfg.Store.DirectoryVersions(1)
+	stored, err := cfg.Store.DirectoryVersions(0)
 	if err != nil {
 		return nil, fmt.Errorf("directory chain: %w", err)
 	}
-	v1, hasGenesis, err := storedGenesis(cfg.Store)
-	if err != nil {
-		return nil, err
-	}
-	if hasGenesis && !proto.Equal(v1, cfg.Genesis) {
-		h := chain.Latest().Hash()
-		return nil, fmt.Errorf("genesis: the store was made with another genesis than %x; it belongs to another federation", h[:8])
+	hasGenesis := len(stored) > 0
+	if hasGenesis {
+		g, err := governance.Parse(stored[0])
+		if err != nil {
+			return nil, fmt.Errorf("directory chain: stored genesis: %w", err)
+		}
+		if governance.Hash(g.GetVersion()) != chain.Latest().Hash() {
+			h := chain.Latest().Hash()
+			return nil, fmt.Errorf("genesis: the store was made with another genesis than %x; it belongs to another federation", h[:8])
+		}
+		stored = stored[1:]
 	}
 	for _, raw := range stored {
 		sv, err := governance.Parse(raw)
@@ -228,28 +232,13 @@ func New(cfg Config) (*Manager, error) {
 	if !hasGenesis {
 		// The genesis is stored too, so that a later start with another
 		// genesis file is noticed.
-		if err := m.persist(context.Background(), chain.Latest(), nil); err != nil {
+		if err := m.persist(context.Background(), chain.Latest()); err != nil {
 			return nil, err
 		}
 	}
 	m.latest.Store(chain.Latest())
 	m.switchSigner(chain.Latest().Directory())
 	return m, nil
-}
-
-func storedGenesis(db *store.DB) (*pocnetv1.SignedVersion, bool, error) {
-	all, err := db.DirectoryVersions(0)
-	if err != nil {
-		return nil, false, fmt.Errorf("directory chain: %w", err)
-	}
-	if len(all) == 0 {
-		return nil, false, nil
-	}
-	sv, err := governance.Parse(all[0])
-	if err != nil {
-		return nil, false, fmt.Errorf("directory chain: stored genesis: %w", err)
-	}
-	return sv, true, nil
 }
 
 func (m *Manager) loadKeys() error {
@@ -345,12 +334,6 @@ func (m *Manager) Stop() {
 // m.mu is held.
 func (m *Manager) adopt(ctx context.Context, sv *pocnetv1.SignedVersion, from string) (*governance.Version, error) {
 	latest := m.chain.Latest()
-	h := governance.Hash(sv.GetVersion())
-	if p, ok := m.proposals[h]; ok && len(p.GetObjections()) > 0 {
-		// This node holds a valid objection the version does not carry: it
-		// was adopted elsewhere without it. Refuse; say so.
-		return nil, fmt.Errorf("%w: version %d is an observer admission this node holds an objection to", governance.ErrObjected, latest.Number()+1)
-	}
 	now := m.cfg.Now()
 	v, err := governance.Verify(latest, sv, now)
 	if err != nil {
@@ -369,12 +352,24 @@ func (m *Manager) adopt(ctx context.Context, sv *pocnetv1.SignedVersion, from st
 		}
 		return nil, err
 	}
-	// On disk before anything uses it: a version in force survives a crash.
-	if err := m.persist(ctx, v, nil); err != nil {
-		return nil, err
+	return v, m.adoptVerified(ctx, v, from)
+}
+
+// adoptVerified stores v, which Verify accepted as the child of the
+// chain's latest version, and puts it in force. m.mu is held.
+func (m *Manager) adoptVerified(ctx context.Context, v *governance.Version, from string) error {
+	h := v.Hash()
+	if p, ok := m.proposals[h]; ok && len(p.GetObjections()) > 0 {
+		// This node holds a valid objection the version does not carry: it
+		// was adopted elsewhere without it. Refuse; say so.
+		return fmt.Errorf("%w: version %d is an observer admission this node holds an objection to", governance.ErrObjected, v.Number())
 	}
-	if v, err = m.chain.Add(sv, now); err != nil {
-		return nil, fmt.Errorf("stored version %d refused by the chain: %w", latest.Number()+1, err)
+	// On disk before anything uses it: a version in force survives a crash.
+	if err := m.persist(ctx, v); err != nil {
+		return err
+	}
+	if err := m.chain.Append(v); err != nil {
+		return fmt.Errorf("stored version %d refused by the chain: %w", v.Number(), err)
 	}
 	m.source.Set(v.Directory())
 	m.latest.Store(v)
@@ -386,11 +381,11 @@ func (m *Manager) adopt(ctx context.Context, sv *pocnetv1.SignedVersion, from st
 		m.cfg.OnAdopt(v)
 	}
 	m.push()
-	return v, nil
+	return nil
 }
 
-// persist stores version v and, in the same batch, the proposal changes.
-func (m *Manager) persist(ctx context.Context, v *governance.Version, fn func(*store.Tx) error) error {
+// persist stores version v, drops its proposal and records it, in one batch.
+func (m *Manager) persist(ctx context.Context, v *governance.Version) error {
 	raw, err := proto.Marshal(v.Signed())
 	if err != nil {
 		return err
@@ -405,9 +400,6 @@ func (m *Manager) persist(ctx context.Context, v *governance.Version, fn func(*s
 			OccurredAt: timestamppb.New(m.cfg.Now()), Action: pocnetv1.AuditAction_AUDIT_ACTION_DIRECTORY, Actor: m.cfg.State,
 			Detail: fmt.Sprintf("directory version %d in force (%x): %s, signed by %s", v.Number(), h[:8], governance.DescribeChange(v.Change()), strings.Join(v.Signers(), ", ")),
 		})
-		if fn != nil {
-			return fn(tx)
-		}
 		return nil
 	})
 }

@@ -348,10 +348,11 @@ func (m *Manager) adoptReady(ctx context.Context) {
 	latest := m.chain.Latest()
 	now := m.cfg.Now()
 	for _, sv := range m.proposals {
-		if _, err := governance.Verify(latest, sv, now); err != nil {
+		v, err := governance.Verify(latest, sv, now)
+		if err != nil {
 			continue
 		}
-		if _, err := m.adopt(ctx, sv, m.cfg.State); err != nil {
+		if err := m.adoptVerified(ctx, v, m.cfg.State); err != nil {
 			m.log.Warn("ready proposal not adopted", zap.Error(err))
 		}
 		return

@@ -237,9 +237,8 @@ func (m *Manager) signProposal(ctx context.Context, parent *governance.Version, 
 	if objection {
 		verb = "objected to"
 	}
-	if _, err := governance.Verify(parent, merged, now); err == nil {
-		v, err := m.adopt(ctx, merged, m.cfg.State)
-		if err != nil {
+	if v, err := governance.Verify(parent, merged, now); err == nil {
+		if err := m.adoptVerified(ctx, v, m.cfg.State); err != nil {
 			return nil, err
 		}
 		p := m.describe(merged, nil)
@@ -259,11 +258,10 @@ func (m *Manager) signProposal(ctx context.Context, parent *governance.Version, 
 // is held.
 func (m *Manager) signedOther(parent *governance.Version, except [32]byte) *pocnetv1.Proposal {
 	for h, sv := range m.proposals {
-		if h == except {
+		if h == except || !slices.ContainsFunc(sv.GetSignatures(), func(s *pocnetv1.VersionSignature) bool { return s.GetState() == m.cfg.State }) {
 			continue
 		}
-		p := m.describe(sv, nil)
-		if p.GetVersion() == parent.Number()+1 && slices.Contains(p.GetSigned(), m.cfg.State) && p.GetChange().GetEntryUpdate() == nil {
+		if p := m.describe(sv, nil); p.GetVersion() == parent.Number()+1 && p.GetChange().GetEntryUpdate() == nil {
 			return p
 		}
 	}

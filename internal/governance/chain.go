@@ -81,6 +81,20 @@ func (c *Chain) Forks() []*ForkError {
 	return slices.Clone(c.forks)
 }
 
+// Append adds v, a version Verify accepted as the child of the chain's
+// latest version, without verifying it again. It refuses a v whose parent
+// is not the latest version.
+func (c *Chain) Append(v *Version) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	latest := c.versions[len(c.versions)-1]
+	if lh := latest.Hash(); v.Number() != latest.Number()+1 || !bytes.Equal(v.pb.GetParentHash(), lh[:]) {
+		return fmt.Errorf("%w: version %d: not the child of version %d (%s)", ErrUnknownParent, v.Number(), latest.Number(), short(lh[:]))
+	}
+	c.versions = append(c.versions, v)
+	return nil
+}
+
 // Add verifies sv as the next version and appends it. It refuses, with the
 // reason: a version that does not verify; a version not newer than the
 // latest (ErrStale), unless it is a valid sibling of a version in the chain,

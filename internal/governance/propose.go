@@ -150,7 +150,8 @@ func Assess(parent *Version, sv *pocnetv1.SignedVersion, now time.Time) (*Status
 	if oa := v.Change().GetObserverAdmission(); oa != nil {
 		st.Deadline = oa.GetSilenceDeadline().AsTime()
 	}
-	if _, err := Verify(parent, sv, now); err != nil {
+	// The signatures verified above; authorize counts them.
+	if err := authorize(parent, v, now); err != nil {
 		st.NotReady = err
 	} else {
 		st.Ready = true

@@ -211,3 +211,28 @@ func TestMergeKeepsOnlyValidSignatures(t *testing.T) {
 		t.Fatalf("observer's signature: added %d dropped %d err %v", added, dropped, err)
 	}
 }
+
+func TestChainAppendTakesOnlyTheLatestsChild(t *testing.T) {
+	w := newWorld(t)
+	g := w.genesis(consensus(), "XAA", "XBB")
+	c, err := governance.NewChain(g.Signed(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := w.member("XAA")
+	m.Name = "Renamed"
+	data, err := governance.NextEntryUpdate(g, m, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := governance.Verify(g, w.sign(data, "XAA"), t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Append(v); err != nil || c.Latest() != v {
+		t.Fatalf("Append of the child: %v", err)
+	}
+	if err := c.Append(v); !errors.Is(err, governance.ErrUnknownParent) || c.Latest().Number() != 2 {
+		t.Fatalf("Append of a version whose parent is not the latest: %v", err)
+	}
+}

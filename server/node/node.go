@@ -119,10 +119,6 @@ func Start(o Options) (n *Node, err error) {
 	}
 	federation := anchor.Latest().Directory().Federation()
 	self := identity.Node(federation, cfg.State)
-	cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
-	}
 	signingKey, encKeys, err := loadKeyFiles(cfg)
 	if err != nil {
 		return nil, err
@@ -171,9 +167,13 @@ func Start(o Options) (n *Node, err error) {
 		// Until admitted, the certificate cannot verify against the
 		// directory in force: it is only presented to the members' nodes,
 		// which judge it by theirs.
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
 		joining := peers.New(peers.Config{Certificate: &cert, Directory: dir, Logger: log.Named("peers")})
 		n.mgr.SetPeers(joining)
-		err := n.join(o.Context)
+		err = n.join(o.Context)
 		n.mgr.SetPeers(nil)
 		joining.Close()
 		if err != nil {
