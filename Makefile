@@ -60,7 +60,7 @@ demo-directory:
 	$(GO) run ./client/cmd/pocdemo -scenario directory
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./internal/bench/...
+	$(GO) test -run '^$$' -bench '^BenchmarkRelay$$' -benchtime 1x -timeout 20m ./internal/bench/...
 	@echo "sealing, per envelope (sign + seal at the sender, verify + open at the recipient, receipts):"
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./internal/envelope/
 

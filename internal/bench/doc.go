@@ -36,10 +36,14 @@
 // (-latency.n, -latency.warmup, -throughput.senders, -throughput.per-sender,
 // -throughput.warmup). After the benchmarks, TestMain prints a table of both
 // systems and the ratios pocnet p50 / floor p50 and pocnet msgs/s / floor
-// msgs/s. With -count above 1 every figure of the table is the median of the
-// runs, which steadies it on a shared machine. Without -bench nothing runs.
+// msgs/s. When a measurement ran more than once every figure of the table is
+// the median of its runs, which steadies it on a shared machine.
+// BenchmarkRelay, which make bench runs, takes the four measurements in
+// turn, -rounds times (3 by default), so that a drift of the machine falls
+// on both systems alike. Without -bench nothing runs.
 //
 //	make bench
-//	go test -run '^$' -bench . -benchtime 1x -count 3 ./internal/bench/
+//	go test -run '^$' -bench '^BenchmarkRelay$' -benchtime 1x -rounds 5 ./internal/bench/
+//	go test -run '^$' -bench Latency -benchtime 1x -count 3 ./internal/bench/
 //	go test -run '^$' -bench PocnetThroughput -benchtime 1x -cpuprofile cpu.out ./internal/bench/
 package bench
