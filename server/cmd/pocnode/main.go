@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -68,8 +69,15 @@ func run() int {
 		cancelStart()
 	}
 	n, err := node.Start(node.Options{Config: cfg, Logger: log, Context: startCtx})
+	signalled := !*check && startCtx.Err() != nil
 	cancelStart()
 	if err != nil {
+		if signalled && errors.Is(err, context.Canceled) {
+			// Stopping a node that waits to be admitted is a normal stop:
+			// nothing was served, and the store keeps what was fetched.
+			log.Info("signal received while waiting to be admitted; stopping", zap.Error(err))
+			return 0
+		}
 		fmt.Fprintf(os.Stderr, "pocnode: cannot start: %v\n", err)
 		return 1
 	}
