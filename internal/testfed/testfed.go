@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
+
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
@@ -98,6 +100,9 @@ type Options struct {
 	Now func() time.Time
 	// Quiet drops node logs instead of sending them to the test log.
 	Quiet bool
+	// LogCore, if set, also receives every node's log entries, each with
+	// the field node (the state), for a test to read (zaptest/observer).
+	LogCore zapcore.Core
 	// Directory, if set, edits the generated directory before the genesis
 	// is signed and written (to publish extra, retired or revoked keys,
 	// say). The result must still validate, and every state member it lists
@@ -209,6 +214,9 @@ func (f *Federation) startNodeContext(ctx context.Context, n *Node, lis net.List
 		log = zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel)).With(zap.String("node", n.State))
 	} else {
 		log = zap.NewNop()
+	}
+	if f.opts.LogCore != nil {
+		log = zap.New(zapcore.NewTee(log.Core(), f.opts.LogCore.With([]zapcore.Field{zap.String("node", n.State)})))
 	}
 	nd, err := node.Start(node.Options{Config: &cfg, Logger: log, Listener: lis, BaseBackoff: f.opts.BaseBackoff, Now: f.opts.Now,
 		Context: ctx, DirectorySyncInterval: f.opts.DirectorySyncInterval})

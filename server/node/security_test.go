@@ -3,10 +3,14 @@ package node_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -100,6 +104,56 @@ func TestUnknownCARefused(t *testing.T) {
 	// The rogue CA cannot speak for XAA's node to a peer either.
 	node := issue(t, rogue, identity.Node(f.Certs.ID, "XAA"), nb, na)
 	wantRefusedAtHandshake(t, f, "XBB", presenting(f, "XBB", node), "bad certificate")
+}
+
+// TestRefusedHandshakeLogged: TLS 1.3 tells a refused client only "bad
+// certificate"; the node's log says who was refused and why, so that an
+// operator can tell a revoked certificate from an unknown CA or an expired
+// one.
+func TestRefusedHandshakeLogged(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	f := testfed.Start(t, testfed.Options{LogCore: core})
+	nb, na := valid()
+	rogue, err := certs.NewCA(f.Certs.ID, "XAA", nb, na)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := f.Certs.State("XAA").CA
+	old := time.Now().Add(-48 * time.Hour)
+	eve := identity.Operator(f.Certs.ID, "XAA", "technical", "eve")
+	former := identity.Operator(f.Certs.ID, "XAA", "technical", "former")
+	for _, c := range []struct {
+		name   string
+		who    identity.ID
+		cert   *tls.Certificate
+		reason string // in the logged error
+	}{
+		{"unknown CA", eve, issue(t, rogue, eve, nb, na), "unknown authority"},
+		{"expired", former, issue(t, ca, former, old, old.Add(24*time.Hour)), "expired"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := logs.Len()
+			wantRefusedAtHandshake(t, f, "XAA", presenting(f, "XAA", c.cert), "bad certificate")
+			var got []string
+			for _, e := range logs.All()[before:] {
+				if e.Message != "handshake refused" {
+					continue
+				}
+				if node := e.ContextMap()["node"]; node != "XAA" {
+					t.Errorf("handshake refused by XAA logged by node %v", node)
+				}
+				got = append(got, fmt.Sprint(e.ContextMap()["error"]))
+			}
+			if len(got) == 0 {
+				t.Fatalf("no \"handshake refused\" entry in XAA's log")
+			}
+			for _, g := range got {
+				if !strings.Contains(g, c.reason) || !strings.Contains(g, c.who.String()) {
+					t.Errorf("logged reason %q does not name %s and say %q", g, c.who, c.reason)
+				}
+			}
+		})
+	}
 }
 
 func TestExpiredCertificateRefused(t *testing.T) {
