@@ -34,8 +34,10 @@ func pocctlFail(args ...string) (int, string, string) {
 }
 
 // answered sends a communication from a to b with handling code h, has b
-// acknowledge and respond, and waits until a holds a receipt for all
-// three envelopes. It returns the communication's id.
+// acknowledge and respond, and waits until a and b both hold all three
+// envelopes with their receipts: a transcript is checked against the other
+// state's copy, and a sender records a receipt a moment after the
+// recipient issued it. It returns the communication's id.
 func answered(t *testing.T, a, b *client.Client, to, subject string, h pocnetv1.HandlingCode) string {
 	t.Helper()
 	ctx := context.Background()
@@ -55,9 +57,20 @@ func answered(t *testing.T, a, b *client.Client, to, subject string, h pocnetv1.
 	if _, err := b.Respond(ctx, m.GetId(), &pocnetv1.Communication{Subject: "Re: " + subject, Body: "Confirmed; blocking.", Language: "en"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	testfed.WaitFor(t, subject+" answered", func() bool {
-		th, err := a.Thread(ctx, m.GetId())
-		return err == nil && len(th) == 3
+	withReceipts := func(c *client.Client) bool {
+		th, err := c.Thread(ctx, m.GetId())
+		if err != nil || len(th) != 3 {
+			return false
+		}
+		for _, e := range th {
+			if e.GetReceipt() == nil {
+				return false
+			}
+		}
+		return true
+	}
+	testfed.WaitFor(t, subject+" answered, every envelope with its receipt on both sides", func() bool {
+		return withReceipts(a) && withReceipts(b)
 	})
 	return m.GetId()
 }
