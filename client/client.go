@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/pocnet/pocnet/internal/grpcconf"
+
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -134,7 +136,8 @@ func Dial(ctx context.Context, cfg Config, opts ...grpc.DialOption) (*Client, er
 		}
 		return verify(cs)
 	}
-	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg))}, opts...)
+	// The caller's options come last and win.
+	dialOpts := append(append(grpcconf.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg))), opts...)
 	conn, err := grpc.NewClient(cfg.Address, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("address %q: %w", cfg.Address, err)

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/pocnet/pocnet/internal/grpcconf"
+
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -65,8 +67,9 @@ type watcher struct {
 // StartFloor generates the certificates of two states, opens one Pebble
 // database per hop under dir and serves both hops on 127.0.0.1 with the same
 // TLS 1.3 configuration as a pocnet node (identity.ServerConfig and
-// identity.ClientConfig), so that handshakes and record encryption cost the
-// same as in pocnet.
+// identity.ClientConfig) and the same gRPC transport settings (grpcconf),
+// so that handshakes, record encryption and flow control cost the same as
+// in pocnet.
 func StartFloor(dir string) (_ *Floor, err error) {
 	fed, err := certs.Generate(certs.Options{Count: 2})
 	if err != nil {
@@ -104,7 +107,7 @@ func StartFloor(dir string) (_ *Floor, err error) {
 			return nil, fmt.Errorf("floor: listen: %w", err)
 		}
 		h.addr = lis.Addr().String()
-		h.srv = grpc.NewServer(grpc.Creds(credentials.NewTLS(identity.ServerConfig(&st.Node.TLS, f.src, identity.Node(fed.ID, st.Code), nil))))
+		h.srv = grpc.NewServer(append(grpcconf.ServerOptions(), grpc.Creds(credentials.NewTLS(identity.ServerConfig(&st.Node.TLS, f.src, identity.Node(fed.ID, st.Code), nil))))...)
 		pocnetv1.RegisterRelayServiceServer(h.srv, h)
 		pocnetv1.RegisterContactServiceServer(h.srv, h)
 		go h.srv.Serve(lis)
@@ -140,7 +143,7 @@ func (f *Floor) dial(state string, cert *tls.Certificate) (*grpc.ClientConn, err
 		}
 	}
 	tlsCfg := identity.ClientConfig(cert, f.src, identity.Node(f.fed.ID, state), nil)
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	cc, err := grpc.NewClient(addr, append(grpcconf.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))...)
 	if err != nil {
 		return nil, fmt.Errorf("floor: dial %s: %w", state, err)
 	}

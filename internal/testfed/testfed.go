@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pocnet/pocnet/internal/grpcconf"
+
 	"go.uber.org/zap/zapcore"
 
 	"go.uber.org/zap"
@@ -331,7 +333,7 @@ func (f *Federation) Dial(state string, cert *tls.Certificate) *grpc.ClientConn 
 	st := f.state(state)
 	bundle := identity.NewBundle(f.Certs.ID, map[string][]*x509.Certificate{state: {st.CA.Cert}})
 	tlsCfg := identity.ClientConfig(cert, identity.Static{B: bundle}, identity.Node(f.Certs.ID, state), nil)
-	cc, err := grpc.NewClient(f.Node(state).Addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	cc, err := grpc.NewClient(f.Node(state).Addr, append(grpcconf.DialOptions(), grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))...)
 	if err != nil {
 		f.t.Fatalf("testfed: dial %s: %v", state, err)
 	}

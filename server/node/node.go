@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pocnet/pocnet/internal/grpcconf"
+
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -214,13 +216,13 @@ func Start(o Options) (n *Node, err error) {
 	}
 
 	authz := &auth.Authorizer{Self: self, Directory: dir, Logger: log.Named("auth")}
-	n.srv = grpc.NewServer(
+	n.srv = grpc.NewServer(append(grpcconf.ServerOptions(),
 		grpc.Creds(credentials.NewTLS(n.serverTLS(dir, self, now))),
 		grpc.ChainUnaryInterceptor(authz.Unary),
 		grpc.ChainStreamInterceptor(authz.Stream),
 		grpc.MaxRecvMsgSize(MaxRecvMessageSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	contactsvc.Register(n.srv, contactsvc.New(contactsvc.Config{
 		Exchange: ex, Directory: dir, Peers: n.worker.Status, Federation: d.Federation(), State: cfg.State,
 		LastSeq: func() uint64 { s, _ := db.LastSeq(); return s },

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pocnet/pocnet/internal/grpcconf"
+
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -145,14 +147,14 @@ func (t *Transport) conn(state string) (*conn, error) {
 		t.record(c, cs.PeerCertificates, b)
 		return nil
 	}
-	cc, err := grpc.NewClient(eps[0],
+	cc, err := grpc.NewClient(eps[0], append(grpcconf.DialOptions(),
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
 		// The relay worker owns retry policy; gRPC's own reconnect backoff is
 		// kept short so a returning peer is reachable as soon as it is retried.
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second}, MinConnectTimeout: 5 * time.Second}),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("peer %s at %s: %w", state, eps[0], err)
 	}
