@@ -9,14 +9,13 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/pocnet/pocnet/internal/grpcconf"
-
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/pocnet/pocnet/internal/grpcconf"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )

@@ -11,14 +11,13 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/pocnet/pocnet/internal/grpcconf"
-
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pocnet/pocnet/certs"
+	"github.com/pocnet/pocnet/internal/grpcconf"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )

@@ -17,11 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pocnet/pocnet/internal/grpcconf"
-
-	"go.uber.org/zap/zapcore"
-
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -29,6 +26,7 @@ import (
 	"github.com/pocnet/pocnet/certs"
 	"github.com/pocnet/pocnet/internal/dirsync"
 	"github.com/pocnet/pocnet/internal/governance"
+	"github.com/pocnet/pocnet/internal/grpcconf"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 	"github.com/pocnet/pocnet/server/config"

@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pocnet/pocnet/internal/grpcconf"
-
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -32,6 +30,7 @@ import (
 	"github.com/pocnet/pocnet/internal/envelope"
 	"github.com/pocnet/pocnet/internal/exchange"
 	"github.com/pocnet/pocnet/internal/governance"
+	"github.com/pocnet/pocnet/internal/grpcconf"
 	"github.com/pocnet/pocnet/internal/identity"
 	"github.com/pocnet/pocnet/internal/relay"
 	"github.com/pocnet/pocnet/internal/store"

@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
-
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 

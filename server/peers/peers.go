@@ -20,8 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pocnet/pocnet/internal/grpcconf"
-
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -31,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/grpcconf"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
