@@ -6,12 +6,18 @@
 // state's own keys, switched when the state rotates them.
 //
 // Distribution is push and pull, without a centre. A node that adopts a
-// version or changes a proposal offers its head and proposals to every
-// peer at once; every interval it also offers them to a few peers chosen at
-// random (anti-entropy), so a node that was down or missed a push catches
-// up. An offer's answer carries the callee's head and proposals: whichever
-// side is behind pulls the versions it lacks (GetVersions) from the other
-// and verifies each against its own chain before adopting it. Nothing
+// version or changes a proposal offers its head and a summary of its
+// proposals to every peer at once; every interval it also offers them to a
+// few peers chosen at random (anti-entropy), so a node that was down or
+// missed a push catches up. An offer's answer carries the callee's head and
+// summary: whichever side is behind pulls the versions it lacks
+// (GetVersions) from the other and verifies each against its own chain
+// before adopting it, and whichever side lacks a proposal, or holds it with
+// other signatures, fetches it (GetProposals). A summary names each
+// proposal and the signatures held for it by their hashes, so an offer is
+// a few hundred bytes while a proposal carries a whole directory version
+// (half a megabyte for 200 members): a proposal crosses a link only when
+// the other side lacks something of it. Nothing
 // received is trusted for being received: a version is adopted only if it
 // verifies as the next version of the node's own chain, a proposal is kept
 // only if it is a valid child of the version in force, and only the
@@ -90,8 +96,9 @@ const (
 	MaxProposalsPerState = 4
 	// MaxVersionsPerCall bounds one GetVersions answer.
 	MaxVersionsPerCall = 16
-	// MaxVersionsBytes bounds one GetVersions answer beyond its first
-	// version (a version is at most governance.MaxSize).
+	// MaxVersionsBytes bounds one GetVersions or GetProposals answer beyond
+	// its first version or proposal (a version is at most
+	// governance.MaxSize).
 	MaxVersionsBytes = 8 << 20
 	// historyLen is how many closed proposals (adopted, superseded,
 	// objected) the node remembers for status.
@@ -148,12 +155,14 @@ type Manager struct {
 	keys      map[string]ed25519.PrivateKey
 	peers     Peers
 
-	kick    chan struct{}  // wakes the loop to push at once
-	pulling sync.Map       // state → struct{}: a pull from it is running
-	nudging sync.Map       // state → struct{}: an offer to it is running
-	wg      sync.WaitGroup // background goroutines
-	ctx     context.Context
-	cancel  context.CancelFunc
+	kick    chan struct{} // wakes the loop to push at once
+	pulling sync.Map      // state → struct{}: a pull from it is running
+	// fetching: state → struct{}: proposals are being fetched from it
+	fetching sync.Map
+	nudging  sync.Map       // state → struct{}: an offer to it is running
+	wg       sync.WaitGroup // background goroutines
+	ctx      context.Context
+	cancel   context.CancelFunc
 }
 
 // New verifies the genesis and the stored chain from it, loads the stored

@@ -1,6 +1,7 @@
 package dirsync_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/hpke"
@@ -47,6 +48,10 @@ type net struct {
 	mu       sync.Mutex
 	managers map[string]*dirsync.Manager
 	cut      map[string]bool // a state whose links are cut
+	// offers counts Offer calls answered and maxOffer is the largest
+	// request or response of one; fetched counts proposals GetProposals
+	// returned.
+	offers, maxOffer, fetched int
 }
 
 // conn is a ClientConnInterface from one state to another.
@@ -71,12 +76,23 @@ func (c *conn) Invoke(ctx context.Context, method string, args, reply any, _ ...
 	case pocnetv1.FederationService_GetVersions_FullMethodName:
 		req := args.(*pocnetv1.GetVersionsRequest)
 		resp, err = m.HandleGetVersions(req.GetAfterVersion(), req.GetLimit())
+	case pocnetv1.FederationService_GetProposals_FullMethodName:
+		resp, err = m.HandleGetProposals(args.(*pocnetv1.GetProposalsRequest).GetHashes())
 	default:
 		return fmt.Errorf("unexpected method %s", method)
 	}
 	if err != nil {
 		return err
 	}
+	c.n.mu.Lock()
+	switch r := resp.(type) {
+	case *pocnetv1.OfferResponse:
+		c.n.offers++
+		c.n.maxOffer = max(c.n.maxOffer, proto.Size(r), proto.Size(args.(proto.Message)))
+	case *pocnetv1.GetProposalsResponse:
+		c.n.fetched += len(r.GetProposals())
+	}
+	c.n.mu.Unlock()
 	proto.Merge(reply.(proto.Message), proto.Clone(resp))
 	return nil
 }
@@ -508,8 +524,7 @@ func TestOfferedProposalsBounded(t *testing.T) {
 	g := m.Latest()
 	offer := func(svs ...*pocnetv1.SignedVersion) {
 		t.Helper()
-		h := g.Hash()
-		if _, err := m.HandleOffer(ctx, "XBB", &pocnetv1.OfferRequest{Head: &pocnetv1.DirectoryHead{Version: 1, Hash: h[:]}, Proposals: svs}); err != nil {
+		if err := m.HandleProposals(ctx, "XBB", svs); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -542,5 +557,137 @@ func TestOfferedProposalsBounded(t *testing.T) {
 	offer(many...)
 	if n := len(m.Proposals()); n != dirsync.MaxProposalsPerState {
 		t.Fatalf("%d proposals of one state kept, want %d", n, dirsync.MaxProposalsPerState)
+	}
+}
+
+// TestOffersCarrySummaries: an offer names proposals and the signatures
+// held for them; a proposal travels only to a node that lacks it or holds
+// other signatures, and once every node holds the same, anti-entropy moves
+// no proposal at all. An offer stays small however large the directory.
+func TestOffersCarrySummaries(t *testing.T) {
+	w := newWorld(t, 10, 5, supermajority(70, time.Hour))
+	ms := map[string]*dirsync.Manager{}
+	for _, c := range five {
+		ms[c] = w.start(c)
+	}
+	ctx := context.Background()
+	// Four members propose four admissions (a state signs one decision per
+	// version).
+	var hashes [][]byte
+	for i, code := range []string{"XFF", "XGG", "XHH", "XII"} {
+		p, err := ms[five[i]].Propose(ctx, &pocnetv1.ProposeRequest{Proposal: &pocnetv1.ProposeRequest_Admit{Admit: w.member(code, pocnetv1.MemberKind_MEMBER_KIND_STATE)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, p.GetHash())
+	}
+	signedBy := func(m *dirsync.Manager, h []byte) []string {
+		for _, p := range m.Proposals() {
+			if bytes.Equal(p.GetHash(), h) {
+				return p.GetSigned()
+			}
+		}
+		return nil
+	}
+	w.eventually("every node holds the four proposals", func() bool {
+		for _, c := range five {
+			for _, h := range hashes {
+				if len(signedBy(ms[c], h)) == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if _, err := ms["XEE"].Sign(ctx, hashes[0]); err != nil {
+		t.Fatal(err)
+	}
+	w.eventually("every node holds XEE's signature", func() bool {
+		for _, c := range five {
+			if !slices.Equal(signedBy(ms[c], hashes[0]), []string{"XAA", "XEE"}) {
+				return false
+			}
+		}
+		return true
+	})
+	held, err := ms["XCC"].HandleGetProposals(hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held.GetProposals()) != 4 {
+		t.Fatalf("XCC hands out %d of the 4 proposals", len(held.GetProposals()))
+	}
+	w.net.mu.Lock()
+	maxOffer, offers, fetched := w.net.maxOffer, w.net.offers, w.net.fetched
+	w.net.mu.Unlock()
+	// A proposal carries a whole directory version; an offer only hashes.
+	t.Logf("largest offer %d bytes, a proposal %d bytes, %d fetched", maxOffer, proto.Size(held.GetProposals()[0]), fetched)
+	if size := proto.Size(held.GetProposals()[0]); maxOffer*8 > size {
+		t.Fatalf("largest offer %d bytes, a proposal %d bytes: offers carry more than summaries", maxOffer, size)
+	}
+	if fetched < 4*4 {
+		t.Fatalf("%d proposals fetched; four nodes needed four each", fetched)
+	}
+	// Every node holds the same: rounds of anti-entropy fetch nothing more.
+	w.eventually("twenty more offers", func() bool {
+		w.net.mu.Lock()
+		defer w.net.mu.Unlock()
+		return w.net.offers >= offers+20
+	})
+	w.net.mu.Lock()
+	again := w.net.fetched - fetched
+	w.net.mu.Unlock()
+	if again != 0 {
+		t.Fatalf("%d proposals fetched again while every node held the same", again)
+	}
+}
+
+func TestMalformedSummariesRefused(t *testing.T) {
+	w := newWorld(t, 3, 3, supermajority(70, time.Hour))
+	m := w.start("XAA")
+	ctx := context.Background()
+	h := m.Latest().Hash()
+	head := &pocnetv1.DirectoryHead{Version: 1, Hash: h[:]}
+	sum := func(n int) *pocnetv1.ProposalSummary {
+		return &pocnetv1.ProposalSummary{Hash: make([]byte, n), SignaturesHash: make([]byte, 32)}
+	}
+	var tooMany []*pocnetv1.ProposalSummary
+	for range dirsync.MaxProposals + 1 {
+		tooMany = append(tooMany, sum(32))
+	}
+	var tooManyHashes [][]byte
+	for range dirsync.MaxProposals + 1 {
+		tooManyHashes = append(tooManyHashes, make([]byte, 32))
+	}
+	for _, c := range []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"too many summaries", func() error {
+			_, err := m.HandleOffer(ctx, "XBB", &pocnetv1.OfferRequest{Head: head, ProposalSummaries: tooMany})
+			return err
+		}, "proposal_summaries: 65, more than 64"},
+		{"short hash", func() error {
+			_, err := m.HandleOffer(ctx, "XBB", &pocnetv1.OfferRequest{Head: head, ProposalSummaries: []*pocnetv1.ProposalSummary{sum(31)}})
+			return err
+		}, "proposal_summaries[0]: a 32-byte hash"},
+		{"too many hashes", func() error { _, err := m.HandleGetProposals(tooManyHashes); return err }, "hashes: 65, more than 64"},
+		{"short hash asked", func() error { _, err := m.HandleGetProposals([][]byte{make([]byte, 32), {1}}); return err }, "hashes[1]: 1 bytes, want 32"},
+		{"too many handed", func() error {
+			return m.HandleProposals(ctx, "XBB", make([]*pocnetv1.SignedVersion, dirsync.MaxProposals+1))
+		}, "proposals: 65, more than 64"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.call()
+			if !errors.Is(err, dirsync.ErrInvalidArgument) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("%v, want invalid argument %q", err, c.want)
+			}
+		})
+	}
+	// A hash of nothing held is simply not answered.
+	resp, err := m.HandleGetProposals([][]byte{make([]byte, 32)})
+	if err != nil || len(resp.GetProposals()) != 0 {
+		t.Fatalf("unknown proposal: %v, %v", resp, err)
 	}
 }

@@ -3,9 +3,12 @@ package dirsync
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -113,7 +116,9 @@ func (m *Manager) client(peer string) (pocnetv1.FederationServiceClient, error) 
 	return pocnetv1.NewFederationServiceClient(cc), nil
 }
 
-// offerTo offers to one peer and pulls from it if it is ahead.
+// offerTo offers to one peer, pulls from it if it is ahead, and fetches
+// the proposals it holds that this node lacks or holds with other
+// signatures.
 func (m *Manager) offerTo(peer string) error {
 	c, err := m.client(peer)
 	if err != nil {
@@ -125,38 +130,198 @@ func (m *Manager) offerTo(peer string) error {
 	if err != nil {
 		return err
 	}
-	m.mergeProposals(ctx, peer, resp.GetProposals())
+	if err := checkSummaries(resp.GetProposalSummaries()); err != nil {
+		return err
+	}
 	m.maybePull(peer, resp.GetHead())
+	if want := m.wanted(resp.GetProposalSummaries()); len(want) > 0 {
+		return m.fetch(ctx, c, peer, want)
+	}
 	return nil
 }
 
-// offer is this node's head and proposals.
+// offer is this node's head and a summary of its proposals.
 func (m *Manager) offer() *pocnetv1.OfferRequest {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	latest := m.chain.Latest()
 	h := latest.Hash()
 	req := &pocnetv1.OfferRequest{Head: &pocnetv1.DirectoryHead{Version: latest.Number(), Hash: h[:]}}
-	for _, sv := range m.proposals {
-		req.Proposals = append(req.Proposals, sv)
+	for ph, sv := range m.proposals {
+		sh := signaturesHash(sv)
+		req.ProposalSummaries = append(req.ProposalSummaries, &pocnetv1.ProposalSummary{Hash: ph[:], SignaturesHash: sh[:]})
 	}
 	return req
 }
 
-// HandleOffer answers a peer's offer: it merges the peer's proposals,
-// pulls from the peer if it is ahead, and returns this node's head and
-// proposals.
+// signaturesHash is the SHA-256 of sv's signatures and objections, sorted,
+// so that two nodes holding the same ones compute the same hash.
+func signaturesHash(sv *pocnetv1.SignedVersion) [32]byte {
+	var parts [][]byte
+	for i, list := range [][]*pocnetv1.VersionSignature{sv.GetSignatures(), sv.GetObjections()} {
+		for _, s := range list {
+			b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(s)
+			parts = append(parts, append([]byte{byte(i)}, b...))
+		}
+	}
+	slices.SortFunc(parts, bytes.Compare)
+	d := sha256.New()
+	for _, p := range parts {
+		var l [4]byte
+		binary.BigEndian.PutUint32(l[:], uint32(len(p)))
+		d.Write(l[:])
+		d.Write(p)
+	}
+	var out [32]byte
+	d.Sum(out[:0])
+	return out
+}
+
+// checkSummaries refuses a summary list a node would never send.
+func checkSummaries(sums []*pocnetv1.ProposalSummary) error {
+	if len(sums) > MaxProposals {
+		return errorf(ErrInvalidArgument, "proposal_summaries: %d, more than %d", len(sums), MaxProposals)
+	}
+	for i, s := range sums {
+		if len(s.GetHash()) != 32 || len(s.GetSignaturesHash()) != 32 {
+			return errorf(ErrInvalidArgument, "proposal_summaries[%d]: a 32-byte hash and signatures_hash are required", i)
+		}
+	}
+	return nil
+}
+
+// wanted returns the hashes of the summarised proposals this node lacks,
+// while it has room for them, or holds with other signatures.
+func (m *Manager) wanted(sums []*pocnetv1.ProposalSummary) [][]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out [][]byte
+	room := MaxProposals - len(m.proposals)
+	for _, s := range sums {
+		h := [32]byte(s.GetHash())
+		sv, ok := m.proposals[h]
+		switch {
+		case !ok && room > 0:
+			room--
+		case ok && signaturesHash(sv) != [32]byte(s.GetSignaturesHash()):
+		default:
+			continue
+		}
+		out = append(out, s.GetHash())
+	}
+	return out
+}
+
+// fetch gets the proposals named by want from peer and merges them, asking
+// again for those an answer left out as long as answers bring some.
+func (m *Manager) fetch(ctx context.Context, c pocnetv1.FederationServiceClient, peer string, want [][]byte) error {
+	for len(want) > 0 {
+		resp, err := c.GetProposals(ctx, &pocnetv1.GetProposalsRequest{Hashes: want})
+		if err != nil {
+			return err
+		}
+		asked := map[[32]byte]bool{}
+		for _, h := range want {
+			asked[[32]byte(h)] = true
+		}
+		var got []*pocnetv1.SignedVersion
+		for _, sv := range resp.GetProposals() {
+			h := governance.Hash(sv.GetVersion())
+			if !asked[h] {
+				return fmt.Errorf("peer %s answered with a proposal %s it was not asked for", peer, short(h[:]))
+			}
+			delete(asked, h)
+			got = append(got, sv)
+		}
+		if len(got) == 0 {
+			return nil // the peer no longer holds them
+		}
+		m.mergeProposals(ctx, peer, got)
+		want = want[:0]
+		for h := range asked {
+			want = append(want, bytes.Clone(h[:]))
+		}
+	}
+	return nil
+}
+
+// fetchFrom fetches want from peer in the background, one fetch per peer
+// at a time: the peer offered proposals this node lacks.
+func (m *Manager) fetchFrom(peer string, want [][]byte) {
+	if _, busy := m.fetching.LoadOrStore(peer, struct{}{}); busy {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer m.fetching.Delete(peer)
+		c, err := m.client(peer)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.PushTimeout)
+			err = m.fetch(ctx, c, peer, want)
+			cancel()
+		}
+		if err != nil && m.ctx.Err() == nil {
+			m.log.Debug("proposals offered by peer not fetched", zap.String("peer", peer), zap.Error(err))
+		}
+	}()
+}
+
+// HandleOffer answers a peer's offer: it pulls from the peer if it is
+// ahead, fetches in the background the proposals the peer holds that this
+// node lacks or holds with other signatures, and returns this node's head
+// and summary.
 func (m *Manager) HandleOffer(ctx context.Context, from string, req *pocnetv1.OfferRequest) (*pocnetv1.OfferResponse, error) {
-	if len(req.GetProposals()) > MaxProposals {
-		return nil, errorf(ErrInvalidArgument, "proposals: %d, more than %d", len(req.GetProposals()), MaxProposals)
+	if err := checkSummaries(req.GetProposalSummaries()); err != nil {
+		return nil, err
 	}
 	if h := req.GetHead(); h == nil || h.GetVersion() == 0 || len(h.GetHash()) != 32 {
 		return nil, errorf(ErrInvalidArgument, "head: a version and a 32-byte hash are required")
 	}
-	m.mergeProposals(ctx, from, req.GetProposals())
 	m.maybePull(from, req.GetHead())
+	if want := m.wanted(req.GetProposalSummaries()); len(want) > 0 {
+		m.fetchFrom(from, want)
+	}
 	o := m.offer()
-	return &pocnetv1.OfferResponse{Head: o.GetHead(), Proposals: o.GetProposals()}, nil
+	return &pocnetv1.OfferResponse{Head: o.GetHead(), ProposalSummaries: o.GetProposalSummaries()}, nil
+}
+
+// HandleGetProposals returns the held proposals among hashes, in the order
+// asked: at least one, then no more than MaxVersionsBytes.
+func (m *Manager) HandleGetProposals(hashes [][]byte) (*pocnetv1.GetProposalsResponse, error) {
+	if len(hashes) > MaxProposals {
+		return nil, errorf(ErrInvalidArgument, "hashes: %d, more than %d", len(hashes), MaxProposals)
+	}
+	for i, h := range hashes {
+		if len(h) != 32 {
+			return nil, errorf(ErrInvalidArgument, "hashes[%d]: %d bytes, want 32", i, len(h))
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	resp := &pocnetv1.GetProposalsResponse{}
+	size := 0
+	for _, h := range hashes {
+		sv, ok := m.proposals[[32]byte(h)]
+		if !ok {
+			continue
+		}
+		if size += proto.Size(sv); size > MaxVersionsBytes && len(resp.Proposals) > 0 {
+			break
+		}
+		resp.Proposals = append(resp.Proposals, proto.Clone(sv).(*pocnetv1.SignedVersion))
+	}
+	return resp, nil
+}
+
+// HandleProposals merges proposals a peer handed over, as fetched ones
+// are: only valid signatures are kept, within the bounds on proposals.
+func (m *Manager) HandleProposals(ctx context.Context, from string, svs []*pocnetv1.SignedVersion) error {
+	if len(svs) > MaxProposals {
+		return errorf(ErrInvalidArgument, "proposals: %d, more than %d", len(svs), MaxProposals)
+	}
+	m.mergeProposals(ctx, from, svs)
+	return nil
 }
 
 // HandleGetVersions returns stored versions after after.
@@ -388,13 +553,14 @@ func (m *Manager) Nudge(peer string) {
 }
 
 // SyncNow offers to every peer and waits for the answers and for the pulls
-// they start: a node that is not yet a member calls it while it waits to be
-// admitted.
+// and fetches they start: a node that is not yet a member calls it while it
+// waits to be admitted.
 func (m *Manager) SyncNow() {
 	m.offerAll(true)
 	for {
 		busy := false
 		m.pulling.Range(func(any, any) bool { busy = true; return false })
+		m.fetching.Range(func(any, any) bool { busy = true; return false })
 		if !busy || m.ctx.Err() != nil {
 			return
 		}

@@ -143,20 +143,14 @@ func (n *node) rename(k int) {
 }
 
 // offer hands the manager a proposal made and signed by state from on the
-// version in force, as from's node offers it, and returns it as held.
+// version in force, as fetched from from's node, and returns it as held.
 func (n *node) offer(from string, data []byte) *pocnetv1.Proposal {
 	n.t.Helper()
 	sig, err := governance.Sign(from, n.fed.State(from).SigningKey, data)
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	l := n.m.Latest()
-	h := l.Hash()
-	req := &pocnetv1.OfferRequest{
-		Head:      &pocnetv1.DirectoryHead{Version: l.Number(), Hash: h[:]},
-		Proposals: []*pocnetv1.SignedVersion{{Version: data, Signatures: []*pocnetv1.VersionSignature{sig}}},
-	}
-	if _, err := n.m.HandleOffer(context.Background(), from, req); err != nil {
+	if err := n.m.HandleProposals(context.Background(), from, []*pocnetv1.SignedVersion{{Version: data, Signatures: []*pocnetv1.VersionSignature{sig}}}); err != nil {
 		n.t.Fatal(err)
 	}
 	want := governance.Hash(data)

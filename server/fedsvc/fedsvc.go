@@ -47,3 +47,12 @@ func (s *Service) GetVersions(ctx context.Context, req *pocnetv1.GetVersionsRequ
 	resp, err := s.m.HandleGetVersions(req.GetAfterVersion(), req.GetLimit())
 	return resp, rpcerr.Status(err)
 }
+
+// GetProposals implements FederationService.
+func (s *Service) GetProposals(ctx context.Context, req *pocnetv1.GetProposalsRequest) (*pocnetv1.GetProposalsResponse, error) {
+	if _, err := auth.Caller(ctx); err != nil {
+		return nil, err
+	}
+	resp, err := s.m.HandleGetProposals(req.GetHashes())
+	return resp, rpcerr.Status(err)
+}

@@ -75,20 +75,76 @@ func (x *DirectoryHead) GetHash() []byte {
 	return nil
 }
 
+// ProposalSummary names a pending proposal and the signatures held for it.
+type ProposalSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hash is the SHA-256 of the proposed version's exact bytes.
+	Hash []byte `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	// SignaturesHash is the SHA-256 of the signatures and objections held for
+	// it, in a canonical order: two nodes holding the same ones send the same
+	// hash.
+	SignaturesHash []byte `protobuf:"bytes,2,opt,name=signatures_hash,json=signaturesHash,proto3" json:"signatures_hash,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ProposalSummary) Reset() {
+	*x = ProposalSummary{}
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposalSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposalSummary) ProtoMessage() {}
+
+func (x *ProposalSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposalSummary.ProtoReflect.Descriptor instead.
+func (*ProposalSummary) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProposalSummary) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *ProposalSummary) GetSignaturesHash() []byte {
+	if x != nil {
+		return x.SignaturesHash
+	}
+	return nil
+}
+
 // OfferRequest is what the caller holds.
 type OfferRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Head  *DirectoryHead         `protobuf:"bytes,1,opt,name=head,proto3" json:"head,omitempty"`
-	// Proposals are the pending changes the caller holds, with every
-	// signature and objection it has collected for them.
-	Proposals     []*SignedVersion `protobuf:"bytes,2,rep,name=proposals,proto3" json:"proposals,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// ProposalSummaries are the pending changes the caller holds.
+	ProposalSummaries []*ProposalSummary `protobuf:"bytes,3,rep,name=proposal_summaries,json=proposalSummaries,proto3" json:"proposal_summaries,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *OfferRequest) Reset() {
 	*x = OfferRequest{}
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[1]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +156,7 @@ func (x *OfferRequest) String() string {
 func (*OfferRequest) ProtoMessage() {}
 
 func (x *OfferRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[1]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +169,7 @@ func (x *OfferRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferRequest.ProtoReflect.Descriptor instead.
 func (*OfferRequest) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{1}
+	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *OfferRequest) GetHead() *DirectoryHead {
@@ -123,25 +179,25 @@ func (x *OfferRequest) GetHead() *DirectoryHead {
 	return nil
 }
 
-func (x *OfferRequest) GetProposals() []*SignedVersion {
+func (x *OfferRequest) GetProposalSummaries() []*ProposalSummary {
 	if x != nil {
-		return x.Proposals
+		return x.ProposalSummaries
 	}
 	return nil
 }
 
-// OfferResponse is what the callee holds after merging the offer.
+// OfferResponse is what the callee holds.
 type OfferResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Head          *DirectoryHead         `protobuf:"bytes,1,opt,name=head,proto3" json:"head,omitempty"`
-	Proposals     []*SignedVersion       `protobuf:"bytes,2,rep,name=proposals,proto3" json:"proposals,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Head              *DirectoryHead         `protobuf:"bytes,1,opt,name=head,proto3" json:"head,omitempty"`
+	ProposalSummaries []*ProposalSummary     `protobuf:"bytes,3,rep,name=proposal_summaries,json=proposalSummaries,proto3" json:"proposal_summaries,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *OfferResponse) Reset() {
 	*x = OfferResponse{}
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[2]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -153,7 +209,7 @@ func (x *OfferResponse) String() string {
 func (*OfferResponse) ProtoMessage() {}
 
 func (x *OfferResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[2]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -166,7 +222,7 @@ func (x *OfferResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferResponse.ProtoReflect.Descriptor instead.
 func (*OfferResponse) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{2}
+	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *OfferResponse) GetHead() *DirectoryHead {
@@ -176,7 +232,99 @@ func (x *OfferResponse) GetHead() *DirectoryHead {
 	return nil
 }
 
-func (x *OfferResponse) GetProposals() []*SignedVersion {
+func (x *OfferResponse) GetProposalSummaries() []*ProposalSummary {
+	if x != nil {
+		return x.ProposalSummaries
+	}
+	return nil
+}
+
+// GetProposalsRequest names proposals by the hashes of their versions.
+type GetProposalsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hashes        [][]byte               `protobuf:"bytes,1,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProposalsRequest) Reset() {
+	*x = GetProposalsRequest{}
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProposalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProposalsRequest) ProtoMessage() {}
+
+func (x *GetProposalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProposalsRequest.ProtoReflect.Descriptor instead.
+func (*GetProposalsRequest) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetProposalsRequest) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+// GetProposalsResponse carries the proposals asked for that the callee
+// holds, in the order asked. The callee may leave some out to keep the
+// answer within what one call carries; the caller asks again.
+type GetProposalsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proposals     []*SignedVersion       `protobuf:"bytes,1,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProposalsResponse) Reset() {
+	*x = GetProposalsResponse{}
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProposalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProposalsResponse) ProtoMessage() {}
+
+func (x *GetProposalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProposalsResponse.ProtoReflect.Descriptor instead.
+func (*GetProposalsResponse) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetProposalsResponse) GetProposals() []*SignedVersion {
 	if x != nil {
 		return x.Proposals
 	}
@@ -196,7 +344,7 @@ type GetVersionsRequest struct {
 
 func (x *GetVersionsRequest) Reset() {
 	*x = GetVersionsRequest{}
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[3]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +356,7 @@ func (x *GetVersionsRequest) String() string {
 func (*GetVersionsRequest) ProtoMessage() {}
 
 func (x *GetVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[3]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +369,7 @@ func (x *GetVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionsRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{3}
+	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetVersionsRequest) GetAfterVersion() uint64 {
@@ -250,7 +398,7 @@ type GetVersionsResponse struct {
 
 func (x *GetVersionsResponse) Reset() {
 	*x = GetVersionsResponse{}
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[4]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +410,7 @@ func (x *GetVersionsResponse) String() string {
 func (*GetVersionsResponse) ProtoMessage() {}
 
 func (x *GetVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[4]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +423,7 @@ func (x *GetVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionsResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{4}
+	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetVersionsResponse) GetVersions() []*SignedVersion {
@@ -299,22 +447,30 @@ const file_pocnet_v1_federation_service_proto_rawDesc = "" +
 	"\"pocnet/v1/federation_service.proto\x12\tpocnet.v1\x1a\x1apocnet/v1/governance.proto\"=\n" +
 	"\rDirectoryHead\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x12\n" +
-	"\x04hash\x18\x02 \x01(\fR\x04hash\"t\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\"N\n" +
+	"\x0fProposalSummary\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x12'\n" +
+	"\x0fsignatures_hash\x18\x02 \x01(\fR\x0esignaturesHash\"\x98\x01\n" +
 	"\fOfferRequest\x12,\n" +
-	"\x04head\x18\x01 \x01(\v2\x18.pocnet.v1.DirectoryHeadR\x04head\x126\n" +
-	"\tproposals\x18\x02 \x03(\v2\x18.pocnet.v1.SignedVersionR\tproposals\"u\n" +
+	"\x04head\x18\x01 \x01(\v2\x18.pocnet.v1.DirectoryHeadR\x04head\x12I\n" +
+	"\x12proposal_summaries\x18\x03 \x03(\v2\x1a.pocnet.v1.ProposalSummaryR\x11proposalSummariesJ\x04\b\x02\x10\x03R\tproposals\"\x99\x01\n" +
 	"\rOfferResponse\x12,\n" +
-	"\x04head\x18\x01 \x01(\v2\x18.pocnet.v1.DirectoryHeadR\x04head\x126\n" +
-	"\tproposals\x18\x02 \x03(\v2\x18.pocnet.v1.SignedVersionR\tproposals\"O\n" +
+	"\x04head\x18\x01 \x01(\v2\x18.pocnet.v1.DirectoryHeadR\x04head\x12I\n" +
+	"\x12proposal_summaries\x18\x03 \x03(\v2\x1a.pocnet.v1.ProposalSummaryR\x11proposalSummariesJ\x04\b\x02\x10\x03R\tproposals\"-\n" +
+	"\x13GetProposalsRequest\x12\x16\n" +
+	"\x06hashes\x18\x01 \x03(\fR\x06hashes\"N\n" +
+	"\x14GetProposalsResponse\x126\n" +
+	"\tproposals\x18\x01 \x03(\v2\x18.pocnet.v1.SignedVersionR\tproposals\"O\n" +
 	"\x12GetVersionsRequest\x12#\n" +
 	"\rafter_version\x18\x01 \x01(\x04R\fafterVersion\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"c\n" +
 	"\x13GetVersionsResponse\x124\n" +
 	"\bversions\x18\x01 \x03(\v2\x18.pocnet.v1.SignedVersionR\bversions\x12\x16\n" +
-	"\x06latest\x18\x02 \x01(\x04R\x06latest2\x9d\x01\n" +
+	"\x06latest\x18\x02 \x01(\x04R\x06latest2\xee\x01\n" +
 	"\x11FederationService\x12:\n" +
 	"\x05Offer\x12\x17.pocnet.v1.OfferRequest\x1a\x18.pocnet.v1.OfferResponse\x12L\n" +
-	"\vGetVersions\x12\x1d.pocnet.v1.GetVersionsRequest\x1a\x1e.pocnet.v1.GetVersionsResponseB3Z1github.com/pocnet/pocnet/proto/pocnet/v1;pocnetv1b\x06proto3"
+	"\vGetVersions\x12\x1d.pocnet.v1.GetVersionsRequest\x1a\x1e.pocnet.v1.GetVersionsResponse\x12O\n" +
+	"\fGetProposals\x12\x1e.pocnet.v1.GetProposalsRequest\x1a\x1f.pocnet.v1.GetProposalsResponseB3Z1github.com/pocnet/pocnet/proto/pocnet/v1;pocnetv1b\x06proto3"
 
 var (
 	file_pocnet_v1_federation_service_proto_rawDescOnce sync.Once
@@ -328,30 +484,36 @@ func file_pocnet_v1_federation_service_proto_rawDescGZIP() []byte {
 	return file_pocnet_v1_federation_service_proto_rawDescData
 }
 
-var file_pocnet_v1_federation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_pocnet_v1_federation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_pocnet_v1_federation_service_proto_goTypes = []any{
-	(*DirectoryHead)(nil),       // 0: pocnet.v1.DirectoryHead
-	(*OfferRequest)(nil),        // 1: pocnet.v1.OfferRequest
-	(*OfferResponse)(nil),       // 2: pocnet.v1.OfferResponse
-	(*GetVersionsRequest)(nil),  // 3: pocnet.v1.GetVersionsRequest
-	(*GetVersionsResponse)(nil), // 4: pocnet.v1.GetVersionsResponse
-	(*SignedVersion)(nil),       // 5: pocnet.v1.SignedVersion
+	(*DirectoryHead)(nil),        // 0: pocnet.v1.DirectoryHead
+	(*ProposalSummary)(nil),      // 1: pocnet.v1.ProposalSummary
+	(*OfferRequest)(nil),         // 2: pocnet.v1.OfferRequest
+	(*OfferResponse)(nil),        // 3: pocnet.v1.OfferResponse
+	(*GetProposalsRequest)(nil),  // 4: pocnet.v1.GetProposalsRequest
+	(*GetProposalsResponse)(nil), // 5: pocnet.v1.GetProposalsResponse
+	(*GetVersionsRequest)(nil),   // 6: pocnet.v1.GetVersionsRequest
+	(*GetVersionsResponse)(nil),  // 7: pocnet.v1.GetVersionsResponse
+	(*SignedVersion)(nil),        // 8: pocnet.v1.SignedVersion
 }
 var file_pocnet_v1_federation_service_proto_depIdxs = []int32{
 	0, // 0: pocnet.v1.OfferRequest.head:type_name -> pocnet.v1.DirectoryHead
-	5, // 1: pocnet.v1.OfferRequest.proposals:type_name -> pocnet.v1.SignedVersion
+	1, // 1: pocnet.v1.OfferRequest.proposal_summaries:type_name -> pocnet.v1.ProposalSummary
 	0, // 2: pocnet.v1.OfferResponse.head:type_name -> pocnet.v1.DirectoryHead
-	5, // 3: pocnet.v1.OfferResponse.proposals:type_name -> pocnet.v1.SignedVersion
-	5, // 4: pocnet.v1.GetVersionsResponse.versions:type_name -> pocnet.v1.SignedVersion
-	1, // 5: pocnet.v1.FederationService.Offer:input_type -> pocnet.v1.OfferRequest
-	3, // 6: pocnet.v1.FederationService.GetVersions:input_type -> pocnet.v1.GetVersionsRequest
-	2, // 7: pocnet.v1.FederationService.Offer:output_type -> pocnet.v1.OfferResponse
-	4, // 8: pocnet.v1.FederationService.GetVersions:output_type -> pocnet.v1.GetVersionsResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	1, // 3: pocnet.v1.OfferResponse.proposal_summaries:type_name -> pocnet.v1.ProposalSummary
+	8, // 4: pocnet.v1.GetProposalsResponse.proposals:type_name -> pocnet.v1.SignedVersion
+	8, // 5: pocnet.v1.GetVersionsResponse.versions:type_name -> pocnet.v1.SignedVersion
+	2, // 6: pocnet.v1.FederationService.Offer:input_type -> pocnet.v1.OfferRequest
+	6, // 7: pocnet.v1.FederationService.GetVersions:input_type -> pocnet.v1.GetVersionsRequest
+	4, // 8: pocnet.v1.FederationService.GetProposals:input_type -> pocnet.v1.GetProposalsRequest
+	3, // 9: pocnet.v1.FederationService.Offer:output_type -> pocnet.v1.OfferResponse
+	7, // 10: pocnet.v1.FederationService.GetVersions:output_type -> pocnet.v1.GetVersionsResponse
+	5, // 11: pocnet.v1.FederationService.GetProposals:output_type -> pocnet.v1.GetProposalsResponse
+	9, // [9:12] is the sub-list for method output_type
+	6, // [6:9] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_pocnet_v1_federation_service_proto_init() }
@@ -366,7 +528,7 @@ func file_pocnet_v1_federation_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pocnet_v1_federation_service_proto_rawDesc), len(file_pocnet_v1_federation_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FederationService_Offer_FullMethodName       = "/pocnet.v1.FederationService/Offer"
-	FederationService_GetVersions_FullMethodName = "/pocnet.v1.FederationService/GetVersions"
+	FederationService_Offer_FullMethodName        = "/pocnet.v1.FederationService/Offer"
+	FederationService_GetVersions_FullMethodName  = "/pocnet.v1.FederationService/GetVersions"
+	FederationService_GetProposals_FullMethodName = "/pocnet.v1.FederationService/GetProposals"
 )
 
 // FederationServiceClient is the client API for FederationService service.
@@ -33,13 +34,19 @@ const (
 // peers and pulls what it lacks, and verifies everything it receives from
 // its own genesis before using it.
 type FederationServiceClient interface {
-	// Offer tells the callee the caller's latest version and the proposals it
-	// holds; the callee merges the proposals and answers with its own latest
-	// version and proposals. Whichever side is behind then calls GetVersions.
+	// Offer tells the callee the caller's latest version and a summary of the
+	// proposals it holds, and answers with the callee's. Whichever side is
+	// behind then calls GetVersions; whichever side lacks a proposal, or holds
+	// it with other signatures, calls GetProposals. An offer stays small
+	// however large the directory: a proposal itself travels only to a node
+	// that asks for it.
 	Offer(ctx context.Context, in *OfferRequest, opts ...grpc.CallOption) (*OfferResponse, error)
 	// GetVersions returns the callee's versions after a version number, in
 	// order, as signed.
 	GetVersions(ctx context.Context, in *GetVersionsRequest, opts ...grpc.CallOption) (*GetVersionsResponse, error)
+	// GetProposals returns the proposals the callee holds among those asked
+	// for, with every signature and objection it has collected.
+	GetProposals(ctx context.Context, in *GetProposalsRequest, opts ...grpc.CallOption) (*GetProposalsResponse, error)
 }
 
 type federationServiceClient struct {
@@ -70,6 +77,16 @@ func (c *federationServiceClient) GetVersions(ctx context.Context, in *GetVersio
 	return out, nil
 }
 
+func (c *federationServiceClient) GetProposals(ctx context.Context, in *GetProposalsRequest, opts ...grpc.CallOption) (*GetProposalsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetProposalsResponse)
+	err := c.cc.Invoke(ctx, FederationService_GetProposals_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FederationServiceServer is the server API for FederationService service.
 // All implementations must embed UnimplementedFederationServiceServer
 // for forward compatibility.
@@ -80,13 +97,19 @@ func (c *federationServiceClient) GetVersions(ctx context.Context, in *GetVersio
 // peers and pulls what it lacks, and verifies everything it receives from
 // its own genesis before using it.
 type FederationServiceServer interface {
-	// Offer tells the callee the caller's latest version and the proposals it
-	// holds; the callee merges the proposals and answers with its own latest
-	// version and proposals. Whichever side is behind then calls GetVersions.
+	// Offer tells the callee the caller's latest version and a summary of the
+	// proposals it holds, and answers with the callee's. Whichever side is
+	// behind then calls GetVersions; whichever side lacks a proposal, or holds
+	// it with other signatures, calls GetProposals. An offer stays small
+	// however large the directory: a proposal itself travels only to a node
+	// that asks for it.
 	Offer(context.Context, *OfferRequest) (*OfferResponse, error)
 	// GetVersions returns the callee's versions after a version number, in
 	// order, as signed.
 	GetVersions(context.Context, *GetVersionsRequest) (*GetVersionsResponse, error)
+	// GetProposals returns the proposals the callee holds among those asked
+	// for, with every signature and objection it has collected.
+	GetProposals(context.Context, *GetProposalsRequest) (*GetProposalsResponse, error)
 	mustEmbedUnimplementedFederationServiceServer()
 }
 
@@ -102,6 +125,9 @@ func (UnimplementedFederationServiceServer) Offer(context.Context, *OfferRequest
 }
 func (UnimplementedFederationServiceServer) GetVersions(context.Context, *GetVersionsRequest) (*GetVersionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetVersions not implemented")
+}
+func (UnimplementedFederationServiceServer) GetProposals(context.Context, *GetProposalsRequest) (*GetProposalsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetProposals not implemented")
 }
 func (UnimplementedFederationServiceServer) mustEmbedUnimplementedFederationServiceServer() {}
 func (UnimplementedFederationServiceServer) testEmbeddedByValue()                           {}
@@ -160,6 +186,24 @@ func _FederationService_GetVersions_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FederationService_GetProposals_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetProposalsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).GetProposals(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_GetProposals_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).GetProposals(ctx, req.(*GetProposalsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FederationService_ServiceDesc is the grpc.ServiceDesc for FederationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -174,6 +218,10 @@ var FederationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetVersions",
 			Handler:    _FederationService_GetVersions_Handler,
+		},
+		{
+			MethodName: "GetProposals",
+			Handler:    _FederationService_GetProposals_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
