@@ -12,12 +12,12 @@
 // missed a push catches up. An offer's answer carries the callee's head and
 // summary: whichever side is behind pulls the versions it lacks
 // (GetVersions) from the other and verifies each against its own chain
-// before adopting it, and whichever side lacks a proposal, or holds it with
-// other signatures, fetches it (GetProposals). A summary names each
-// proposal and the signatures held for it by their hashes, so an offer is
-// a few hundred bytes while a proposal carries a whole directory version
-// (half a megabyte for 200 members): a proposal crosses a link only when
-// the other side lacks something of it. Nothing
+// before adopting it, and whichever side lacks a proposal fetches it, or
+// only its signatures when it holds it with others (GetProposals). A
+// summary names each proposal and the signatures held for it by their
+// hashes, so an offer is a few hundred bytes while a proposal carries a
+// whole directory version (half a megabyte for 200 members): a proposal
+// crosses a link once, and a new signature travels without it. Nothing
 // received is trusted for being received: a version is adopted only if it
 // verifies as the next version of the node's own chain, a proposal is kept
 // only if it is a valid child of the version in force, and only the

@@ -49,9 +49,9 @@ type net struct {
 	managers map[string]*dirsync.Manager
 	cut      map[string]bool // a state whose links are cut
 	// offers counts Offer calls answered and maxOffer is the largest
-	// request or response of one; fetched counts proposals GetProposals
-	// returned.
-	offers, maxOffer, fetched int
+	// request or response of one; fetched counts whole proposals
+	// GetProposals returned, fetchedSigs signature sets.
+	offers, maxOffer, fetched, fetchedSigs int
 }
 
 // conn is a ClientConnInterface from one state to another.
@@ -77,7 +77,7 @@ func (c *conn) Invoke(ctx context.Context, method string, args, reply any, _ ...
 		req := args.(*pocnetv1.GetVersionsRequest)
 		resp, err = m.HandleGetVersions(req.GetAfterVersion(), req.GetLimit())
 	case pocnetv1.FederationService_GetProposals_FullMethodName:
-		resp, err = m.HandleGetProposals(args.(*pocnetv1.GetProposalsRequest).GetHashes())
+		resp, err = m.HandleGetProposals(args.(*pocnetv1.GetProposalsRequest))
 	default:
 		return fmt.Errorf("unexpected method %s", method)
 	}
@@ -91,6 +91,7 @@ func (c *conn) Invoke(ctx context.Context, method string, args, reply any, _ ...
 		c.n.maxOffer = max(c.n.maxOffer, proto.Size(r), proto.Size(args.(proto.Message)))
 	case *pocnetv1.GetProposalsResponse:
 		c.n.fetched += len(r.GetProposals())
+		c.n.fetchedSigs += len(r.GetSignatures())
 	}
 	c.n.mu.Unlock()
 	proto.Merge(reply.(proto.Message), proto.Clone(resp))
@@ -599,6 +600,31 @@ func TestOffersCarrySummaries(t *testing.T) {
 		}
 		return true
 	})
+	// counts returns the offers answered and the proposals and signature
+	// sets fetched so far.
+	counts := func() (offers, fetched, sigs int) {
+		w.net.mu.Lock()
+		defer w.net.mu.Unlock()
+		return w.net.offers, w.net.fetched, w.net.fetchedSigs
+	}
+	// quiet waits until twenty offers went by without a fetch.
+	quiet := func() {
+		t.Helper()
+		o, f, g := counts()
+		w.eventually("twenty offers without a fetch", func() bool {
+			o2, f2, g2 := counts()
+			if f2 != f || g2 != g {
+				o, f, g = o2, f2, g2
+			}
+			return o2 >= o+20
+		})
+	}
+	quiet()
+	_, wholeBefore, sigsBefore := counts()
+	if wholeBefore < 4*4 {
+		t.Fatalf("%d proposals fetched; four nodes needed four each", wholeBefore)
+	}
+	// A new signature travels alone: every node holds the proposal.
 	if _, err := ms["XEE"].Sign(ctx, hashes[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -610,7 +636,11 @@ func TestOffersCarrySummaries(t *testing.T) {
 		}
 		return true
 	})
-	held, err := ms["XCC"].HandleGetProposals(hashes)
+	_, whole, sigs := counts()
+	if whole != wholeBefore || sigs < sigsBefore+4 {
+		t.Fatalf("spreading one signature fetched %d whole proposals and %d signature sets; want none and at least 4", whole-wholeBefore, sigs-sigsBefore)
+	}
+	held, err := ms["XCC"].HandleGetProposals(&pocnetv1.GetProposalsRequest{Hashes: hashes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -618,27 +648,23 @@ func TestOffersCarrySummaries(t *testing.T) {
 		t.Fatalf("XCC hands out %d of the 4 proposals", len(held.GetProposals()))
 	}
 	w.net.mu.Lock()
-	maxOffer, offers, fetched := w.net.maxOffer, w.net.offers, w.net.fetched
+	maxOffer := w.net.maxOffer
 	w.net.mu.Unlock()
+	t.Logf("largest offer %d bytes, a proposal %d bytes", maxOffer, proto.Size(held.GetProposals()[0]))
 	// A proposal carries a whole directory version; an offer only hashes.
-	t.Logf("largest offer %d bytes, a proposal %d bytes, %d fetched", maxOffer, proto.Size(held.GetProposals()[0]), fetched)
 	if size := proto.Size(held.GetProposals()[0]); maxOffer*8 > size {
 		t.Fatalf("largest offer %d bytes, a proposal %d bytes: offers carry more than summaries", maxOffer, size)
 	}
-	if fetched < 4*4 {
-		t.Fatalf("%d proposals fetched; four nodes needed four each", fetched)
-	}
+	quiet()
+	_, whole, sigs = counts()
 	// Every node holds the same: rounds of anti-entropy fetch nothing more.
+	offers, _, _ := counts()
 	w.eventually("twenty more offers", func() bool {
-		w.net.mu.Lock()
-		defer w.net.mu.Unlock()
-		return w.net.offers >= offers+20
+		o, _, _ := counts()
+		return o >= offers+20
 	})
-	w.net.mu.Lock()
-	again := w.net.fetched - fetched
-	w.net.mu.Unlock()
-	if again != 0 {
-		t.Fatalf("%d proposals fetched again while every node held the same", again)
+	if _, whole2, sigs2 := counts(); whole2 != whole || sigs2 != sigs {
+		t.Fatalf("%d proposals and %d signature sets fetched again while every node held the same", whole2-whole, sigs2-sigs)
 	}
 }
 
@@ -672,8 +698,22 @@ func TestMalformedSummariesRefused(t *testing.T) {
 			_, err := m.HandleOffer(ctx, "XBB", &pocnetv1.OfferRequest{Head: head, ProposalSummaries: []*pocnetv1.ProposalSummary{sum(31)}})
 			return err
 		}, "proposal_summaries[0]: a 32-byte hash"},
-		{"too many hashes", func() error { _, err := m.HandleGetProposals(tooManyHashes); return err }, "hashes: 65, more than 64"},
-		{"short hash asked", func() error { _, err := m.HandleGetProposals([][]byte{make([]byte, 32), {1}}); return err }, "hashes[1]: 1 bytes, want 32"},
+		{"too many hashes", func() error {
+			_, err := m.HandleGetProposals(&pocnetv1.GetProposalsRequest{Hashes: tooManyHashes})
+			return err
+		}, "hashes: 65, more than 64"},
+		{"short hash asked", func() error {
+			_, err := m.HandleGetProposals(&pocnetv1.GetProposalsRequest{Hashes: [][]byte{make([]byte, 32), {1}}})
+			return err
+		}, "hashes[1]: 1 bytes, want 32"},
+		{"too many signature sets", func() error {
+			_, err := m.HandleGetProposals(&pocnetv1.GetProposalsRequest{SignaturesOf: tooManyHashes})
+			return err
+		}, "signatures_of: 65, more than 64"},
+		{"short signatures hash", func() error {
+			_, err := m.HandleGetProposals(&pocnetv1.GetProposalsRequest{SignaturesOf: [][]byte{{}}})
+			return err
+		}, "signatures_of[0]: 0 bytes, want 32"},
 		{"too many handed", func() error {
 			return m.HandleProposals(ctx, "XBB", make([]*pocnetv1.SignedVersion, dirsync.MaxProposals+1))
 		}, "proposals: 65, more than 64"},
@@ -686,8 +726,8 @@ func TestMalformedSummariesRefused(t *testing.T) {
 		})
 	}
 	// A hash of nothing held is simply not answered.
-	resp, err := m.HandleGetProposals([][]byte{make([]byte, 32)})
-	if err != nil || len(resp.GetProposals()) != 0 {
+	resp, err := m.HandleGetProposals(&pocnetv1.GetProposalsRequest{Hashes: [][]byte{make([]byte, 32)}, SignaturesOf: [][]byte{make([]byte, 32)}})
+	if err != nil || len(resp.GetProposals()) != 0 || len(resp.GetSignatures()) != 0 {
 		t.Fatalf("unknown proposal: %v, %v", resp, err)
 	}
 }

@@ -134,8 +134,8 @@ func (m *Manager) offerTo(peer string) error {
 		return err
 	}
 	m.maybePull(peer, resp.GetHead())
-	if want := m.wanted(resp.GetProposalSummaries()); len(want) > 0 {
-		return m.fetch(ctx, c, peer, want)
+	if w := m.wanted(resp.GetProposalSummaries()); !w.empty() {
+		return m.fetch(ctx, c, peer, w)
 	}
 	return nil
 }
@@ -190,64 +190,96 @@ func checkSummaries(sums []*pocnetv1.ProposalSummary) error {
 	return nil
 }
 
-// wanted returns the hashes of the summarised proposals this node lacks,
-// while it has room for them, or holds with other signatures.
-func (m *Manager) wanted(sums []*pocnetv1.ProposalSummary) [][]byte {
+// wanted is what a node asks a peer for: proposals it lacks (whole), and
+// proposals it holds with other signatures (their signatures only).
+type wanted struct {
+	full, sigs [][]byte
+}
+
+func (w wanted) empty() bool { return len(w.full) == 0 && len(w.sigs) == 0 }
+
+// wanted returns what this node wants of the summarised proposals: those it
+// lacks, while it has room for them, and those it holds with other
+// signatures.
+func (m *Manager) wanted(sums []*pocnetv1.ProposalSummary) wanted {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out [][]byte
+	var w wanted
 	room := MaxProposals - len(m.proposals)
 	for _, s := range sums {
-		h := [32]byte(s.GetHash())
-		sv, ok := m.proposals[h]
+		sv, ok := m.proposals[[32]byte(s.GetHash())]
 		switch {
 		case !ok && room > 0:
 			room--
+			w.full = append(w.full, s.GetHash())
 		case ok && signaturesHash(sv) != [32]byte(s.GetSignaturesHash()):
-		default:
-			continue
+			w.sigs = append(w.sigs, s.GetHash())
 		}
-		out = append(out, s.GetHash())
 	}
-	return out
+	return w
 }
 
-// fetch gets the proposals named by want from peer and merges them, asking
-// again for those an answer left out as long as answers bring some.
-func (m *Manager) fetch(ctx context.Context, c pocnetv1.FederationServiceClient, peer string, want [][]byte) error {
-	for len(want) > 0 {
-		resp, err := c.GetProposals(ctx, &pocnetv1.GetProposalsRequest{Hashes: want})
+// fetch gets what w names from peer and merges it, asking again for what
+// an answer left out as long as answers bring something.
+func (m *Manager) fetch(ctx context.Context, c pocnetv1.FederationServiceClient, peer string, w wanted) error {
+	for !w.empty() {
+		resp, err := c.GetProposals(ctx, &pocnetv1.GetProposalsRequest{Hashes: w.full, SignaturesOf: w.sigs})
 		if err != nil {
 			return err
 		}
-		asked := map[[32]byte]bool{}
-		for _, h := range want {
-			asked[[32]byte(h)] = true
-		}
+		full, sigs := hashSet(w.full), hashSet(w.sigs)
 		var got []*pocnetv1.SignedVersion
 		for _, sv := range resp.GetProposals() {
 			h := governance.Hash(sv.GetVersion())
-			if !asked[h] {
-				return fmt.Errorf("peer %s answered with a proposal %s it was not asked for", peer, short(h[:]))
+			if !full[h] {
+				return fmt.Errorf("peer %s answered with proposal %s, which was not asked for whole", peer, short(h[:]))
 			}
-			delete(asked, h)
+			delete(full, h)
 			got = append(got, sv)
 		}
-		if len(got) == 0 {
+		for _, ps := range resp.GetSignatures() {
+			if len(ps.GetHash()) != 32 || !sigs[[32]byte(ps.GetHash())] {
+				return fmt.Errorf("peer %s answered with the signatures of proposal %s, which were not asked for", peer, short(ps.GetHash()))
+			}
+			h := [32]byte(ps.GetHash())
+			delete(sigs, h)
+			m.mu.Lock()
+			held, ok := m.proposals[h]
+			m.mu.Unlock()
+			if !ok {
+				continue // decided or superseded meanwhile
+			}
+			got = append(got, &pocnetv1.SignedVersion{Version: held.GetVersion(), Signatures: ps.GetSignatures(), Objections: ps.GetObjections()})
+		}
+		if len(resp.GetProposals()) == 0 && len(resp.GetSignatures()) == 0 {
 			return nil // the peer no longer holds them
 		}
 		m.mergeProposals(ctx, peer, got)
-		want = want[:0]
-		for h := range asked {
-			want = append(want, bytes.Clone(h[:]))
-		}
+		w = wanted{full: hashList(full), sigs: hashList(sigs)}
 	}
 	return nil
 }
 
-// fetchFrom fetches want from peer in the background, one fetch per peer
-// at a time: the peer offered proposals this node lacks.
-func (m *Manager) fetchFrom(peer string, want [][]byte) {
+func hashSet(hs [][]byte) map[[32]byte]bool {
+	out := make(map[[32]byte]bool, len(hs))
+	for _, h := range hs {
+		out[[32]byte(h)] = true
+	}
+	return out
+}
+
+func hashList(set map[[32]byte]bool) [][]byte {
+	out := make([][]byte, 0, len(set))
+	for h := range set {
+		out = append(out, bytes.Clone(h[:]))
+	}
+	return out
+}
+
+// fetchFrom fetches w from peer in the background, one fetch per peer at a
+// time: the peer offered proposals this node lacks or holds with other
+// signatures.
+func (m *Manager) fetchFrom(peer string, w wanted) {
 	if _, busy := m.fetching.LoadOrStore(peer, struct{}{}); busy {
 		return
 	}
@@ -258,7 +290,7 @@ func (m *Manager) fetchFrom(peer string, want [][]byte) {
 		c, err := m.client(peer)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.PushTimeout)
-			err = m.fetch(ctx, c, peer, want)
+			err = m.fetch(ctx, c, peer, w)
 			cancel()
 		}
 		if err != nil && m.ctx.Err() == nil {
@@ -279,37 +311,61 @@ func (m *Manager) HandleOffer(ctx context.Context, from string, req *pocnetv1.Of
 		return nil, errorf(ErrInvalidArgument, "head: a version and a 32-byte hash are required")
 	}
 	m.maybePull(from, req.GetHead())
-	if want := m.wanted(req.GetProposalSummaries()); len(want) > 0 {
-		m.fetchFrom(from, want)
+	if w := m.wanted(req.GetProposalSummaries()); !w.empty() {
+		m.fetchFrom(from, w)
 	}
 	o := m.offer()
 	return &pocnetv1.OfferResponse{Head: o.GetHead(), ProposalSummaries: o.GetProposalSummaries()}, nil
 }
 
-// HandleGetProposals returns the held proposals among hashes, in the order
-// asked: at least one, then no more than MaxVersionsBytes.
-func (m *Manager) HandleGetProposals(hashes [][]byte) (*pocnetv1.GetProposalsResponse, error) {
-	if len(hashes) > MaxProposals {
-		return nil, errorf(ErrInvalidArgument, "hashes: %d, more than %d", len(hashes), MaxProposals)
-	}
-	for i, h := range hashes {
-		if len(h) != 32 {
-			return nil, errorf(ErrInvalidArgument, "hashes[%d]: %d bytes, want 32", i, len(h))
+// HandleGetProposals returns what req asks for that this node holds, in
+// the order asked, whole proposals first: at least one, then no more than
+// MaxVersionsBytes.
+func (m *Manager) HandleGetProposals(req *pocnetv1.GetProposalsRequest) (*pocnetv1.GetProposalsResponse, error) {
+	for _, f := range []struct {
+		name   string
+		hashes [][]byte
+	}{{"hashes", req.GetHashes()}, {"signatures_of", req.GetSignaturesOf()}} {
+		if len(f.hashes) > MaxProposals {
+			return nil, errorf(ErrInvalidArgument, "%s: %d, more than %d", f.name, len(f.hashes), MaxProposals)
+		}
+		for i, h := range f.hashes {
+			if len(h) != 32 {
+				return nil, errorf(ErrInvalidArgument, "%s[%d]: %d bytes, want 32", f.name, i, len(h))
+			}
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	resp := &pocnetv1.GetProposalsResponse{}
 	size := 0
-	for _, h := range hashes {
+	full := func() bool { return size > MaxVersionsBytes && len(resp.Proposals)+len(resp.Signatures) > 0 }
+	for _, h := range req.GetHashes() {
 		sv, ok := m.proposals[[32]byte(h)]
 		if !ok {
 			continue
 		}
-		if size += proto.Size(sv); size > MaxVersionsBytes && len(resp.Proposals) > 0 {
-			break
+		if size += proto.Size(sv); full() {
+			return resp, nil
 		}
 		resp.Proposals = append(resp.Proposals, proto.Clone(sv).(*pocnetv1.SignedVersion))
+	}
+	for _, h := range req.GetSignaturesOf() {
+		sv, ok := m.proposals[[32]byte(h)]
+		if !ok {
+			continue
+		}
+		ps := &pocnetv1.ProposalSignatures{Hash: bytes.Clone(h)}
+		for _, s := range sv.GetSignatures() {
+			ps.Signatures = append(ps.Signatures, proto.Clone(s).(*pocnetv1.VersionSignature))
+		}
+		for _, s := range sv.GetObjections() {
+			ps.Objections = append(ps.Objections, proto.Clone(s).(*pocnetv1.VersionSignature))
+		}
+		if size += proto.Size(ps); full() {
+			return resp, nil
+		}
+		resp.Signatures = append(resp.Signatures, ps)
 	}
 	return resp, nil
 }

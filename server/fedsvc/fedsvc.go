@@ -53,6 +53,6 @@ func (s *Service) GetProposals(ctx context.Context, req *pocnetv1.GetProposalsRe
 	if _, err := auth.Caller(ctx); err != nil {
 		return nil, err
 	}
-	resp, err := s.m.HandleGetProposals(req.GetHashes())
+	resp, err := s.m.HandleGetProposals(req)
 	return resp, rpcerr.Status(err)
 }

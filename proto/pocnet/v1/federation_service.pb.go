@@ -241,8 +241,12 @@ func (x *OfferResponse) GetProposalSummaries() []*ProposalSummary {
 
 // GetProposalsRequest names proposals by the hashes of their versions.
 type GetProposalsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hashes        [][]byte               `protobuf:"bytes,1,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hashes are proposals the caller lacks: each comes whole.
+	Hashes [][]byte `protobuf:"bytes,1,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	// SignaturesOf are proposals the caller holds with other signatures: each
+	// comes as its signatures and objections only, not its version again.
+	SignaturesOf  [][]byte `protobuf:"bytes,2,rep,name=signatures_of,json=signaturesOf,proto3" json:"signatures_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -284,12 +288,20 @@ func (x *GetProposalsRequest) GetHashes() [][]byte {
 	return nil
 }
 
-// GetProposalsResponse carries the proposals asked for that the callee
-// holds, in the order asked. The callee may leave some out to keep the
-// answer within what one call carries; the caller asks again.
+func (x *GetProposalsRequest) GetSignaturesOf() [][]byte {
+	if x != nil {
+		return x.SignaturesOf
+	}
+	return nil
+}
+
+// GetProposalsResponse carries what was asked for that the callee holds, in
+// the order asked. The callee may leave some out to keep the answer within
+// what one call carries; the caller asks again.
 type GetProposalsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Proposals     []*SignedVersion       `protobuf:"bytes,1,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	Signatures    []*ProposalSignatures  `protobuf:"bytes,2,rep,name=signatures,proto3" json:"signatures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -331,6 +343,76 @@ func (x *GetProposalsResponse) GetProposals() []*SignedVersion {
 	return nil
 }
 
+func (x *GetProposalsResponse) GetSignatures() []*ProposalSignatures {
+	if x != nil {
+		return x.Signatures
+	}
+	return nil
+}
+
+// ProposalSignatures are the signatures and objections a node holds for one
+// proposal.
+type ProposalSignatures struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hash is the SHA-256 of the proposed version's exact bytes.
+	Hash          []byte              `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	Signatures    []*VersionSignature `protobuf:"bytes,2,rep,name=signatures,proto3" json:"signatures,omitempty"`
+	Objections    []*VersionSignature `protobuf:"bytes,3,rep,name=objections,proto3" json:"objections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposalSignatures) Reset() {
+	*x = ProposalSignatures{}
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposalSignatures) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposalSignatures) ProtoMessage() {}
+
+func (x *ProposalSignatures) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposalSignatures.ProtoReflect.Descriptor instead.
+func (*ProposalSignatures) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ProposalSignatures) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *ProposalSignatures) GetSignatures() []*VersionSignature {
+	if x != nil {
+		return x.Signatures
+	}
+	return nil
+}
+
+func (x *ProposalSignatures) GetObjections() []*VersionSignature {
+	if x != nil {
+		return x.Objections
+	}
+	return nil
+}
+
 // GetVersionsRequest asks for versions after after_version.
 type GetVersionsRequest struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -344,7 +426,7 @@ type GetVersionsRequest struct {
 
 func (x *GetVersionsRequest) Reset() {
 	*x = GetVersionsRequest{}
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[6]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +438,7 @@ func (x *GetVersionsRequest) String() string {
 func (*GetVersionsRequest) ProtoMessage() {}
 
 func (x *GetVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[6]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +451,7 @@ func (x *GetVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionsRequest.ProtoReflect.Descriptor instead.
 func (*GetVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{6}
+	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetVersionsRequest) GetAfterVersion() uint64 {
@@ -398,7 +480,7 @@ type GetVersionsResponse struct {
 
 func (x *GetVersionsResponse) Reset() {
 	*x = GetVersionsResponse{}
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[7]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +492,7 @@ func (x *GetVersionsResponse) String() string {
 func (*GetVersionsResponse) ProtoMessage() {}
 
 func (x *GetVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_federation_service_proto_msgTypes[7]
+	mi := &file_pocnet_v1_federation_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +505,7 @@ func (x *GetVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVersionsResponse.ProtoReflect.Descriptor instead.
 func (*GetVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{7}
+	return file_pocnet_v1_federation_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetVersionsResponse) GetVersions() []*SignedVersion {
@@ -456,11 +538,23 @@ const file_pocnet_v1_federation_service_proto_rawDesc = "" +
 	"\x12proposal_summaries\x18\x03 \x03(\v2\x1a.pocnet.v1.ProposalSummaryR\x11proposalSummariesJ\x04\b\x02\x10\x03R\tproposals\"\x99\x01\n" +
 	"\rOfferResponse\x12,\n" +
 	"\x04head\x18\x01 \x01(\v2\x18.pocnet.v1.DirectoryHeadR\x04head\x12I\n" +
-	"\x12proposal_summaries\x18\x03 \x03(\v2\x1a.pocnet.v1.ProposalSummaryR\x11proposalSummariesJ\x04\b\x02\x10\x03R\tproposals\"-\n" +
+	"\x12proposal_summaries\x18\x03 \x03(\v2\x1a.pocnet.v1.ProposalSummaryR\x11proposalSummariesJ\x04\b\x02\x10\x03R\tproposals\"R\n" +
 	"\x13GetProposalsRequest\x12\x16\n" +
-	"\x06hashes\x18\x01 \x03(\fR\x06hashes\"N\n" +
+	"\x06hashes\x18\x01 \x03(\fR\x06hashes\x12#\n" +
+	"\rsignatures_of\x18\x02 \x03(\fR\fsignaturesOf\"\x8d\x01\n" +
 	"\x14GetProposalsResponse\x126\n" +
-	"\tproposals\x18\x01 \x03(\v2\x18.pocnet.v1.SignedVersionR\tproposals\"O\n" +
+	"\tproposals\x18\x01 \x03(\v2\x18.pocnet.v1.SignedVersionR\tproposals\x12=\n" +
+	"\n" +
+	"signatures\x18\x02 \x03(\v2\x1d.pocnet.v1.ProposalSignaturesR\n" +
+	"signatures\"\xa2\x01\n" +
+	"\x12ProposalSignatures\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\fR\x04hash\x12;\n" +
+	"\n" +
+	"signatures\x18\x02 \x03(\v2\x1b.pocnet.v1.VersionSignatureR\n" +
+	"signatures\x12;\n" +
+	"\n" +
+	"objections\x18\x03 \x03(\v2\x1b.pocnet.v1.VersionSignatureR\n" +
+	"objections\"O\n" +
 	"\x12GetVersionsRequest\x12#\n" +
 	"\rafter_version\x18\x01 \x01(\x04R\fafterVersion\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"c\n" +
@@ -484,7 +578,7 @@ func file_pocnet_v1_federation_service_proto_rawDescGZIP() []byte {
 	return file_pocnet_v1_federation_service_proto_rawDescData
 }
 
-var file_pocnet_v1_federation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_pocnet_v1_federation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_pocnet_v1_federation_service_proto_goTypes = []any{
 	(*DirectoryHead)(nil),        // 0: pocnet.v1.DirectoryHead
 	(*ProposalSummary)(nil),      // 1: pocnet.v1.ProposalSummary
@@ -492,28 +586,33 @@ var file_pocnet_v1_federation_service_proto_goTypes = []any{
 	(*OfferResponse)(nil),        // 3: pocnet.v1.OfferResponse
 	(*GetProposalsRequest)(nil),  // 4: pocnet.v1.GetProposalsRequest
 	(*GetProposalsResponse)(nil), // 5: pocnet.v1.GetProposalsResponse
-	(*GetVersionsRequest)(nil),   // 6: pocnet.v1.GetVersionsRequest
-	(*GetVersionsResponse)(nil),  // 7: pocnet.v1.GetVersionsResponse
-	(*SignedVersion)(nil),        // 8: pocnet.v1.SignedVersion
+	(*ProposalSignatures)(nil),   // 6: pocnet.v1.ProposalSignatures
+	(*GetVersionsRequest)(nil),   // 7: pocnet.v1.GetVersionsRequest
+	(*GetVersionsResponse)(nil),  // 8: pocnet.v1.GetVersionsResponse
+	(*SignedVersion)(nil),        // 9: pocnet.v1.SignedVersion
+	(*VersionSignature)(nil),     // 10: pocnet.v1.VersionSignature
 }
 var file_pocnet_v1_federation_service_proto_depIdxs = []int32{
-	0, // 0: pocnet.v1.OfferRequest.head:type_name -> pocnet.v1.DirectoryHead
-	1, // 1: pocnet.v1.OfferRequest.proposal_summaries:type_name -> pocnet.v1.ProposalSummary
-	0, // 2: pocnet.v1.OfferResponse.head:type_name -> pocnet.v1.DirectoryHead
-	1, // 3: pocnet.v1.OfferResponse.proposal_summaries:type_name -> pocnet.v1.ProposalSummary
-	8, // 4: pocnet.v1.GetProposalsResponse.proposals:type_name -> pocnet.v1.SignedVersion
-	8, // 5: pocnet.v1.GetVersionsResponse.versions:type_name -> pocnet.v1.SignedVersion
-	2, // 6: pocnet.v1.FederationService.Offer:input_type -> pocnet.v1.OfferRequest
-	6, // 7: pocnet.v1.FederationService.GetVersions:input_type -> pocnet.v1.GetVersionsRequest
-	4, // 8: pocnet.v1.FederationService.GetProposals:input_type -> pocnet.v1.GetProposalsRequest
-	3, // 9: pocnet.v1.FederationService.Offer:output_type -> pocnet.v1.OfferResponse
-	7, // 10: pocnet.v1.FederationService.GetVersions:output_type -> pocnet.v1.GetVersionsResponse
-	5, // 11: pocnet.v1.FederationService.GetProposals:output_type -> pocnet.v1.GetProposalsResponse
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	0,  // 0: pocnet.v1.OfferRequest.head:type_name -> pocnet.v1.DirectoryHead
+	1,  // 1: pocnet.v1.OfferRequest.proposal_summaries:type_name -> pocnet.v1.ProposalSummary
+	0,  // 2: pocnet.v1.OfferResponse.head:type_name -> pocnet.v1.DirectoryHead
+	1,  // 3: pocnet.v1.OfferResponse.proposal_summaries:type_name -> pocnet.v1.ProposalSummary
+	9,  // 4: pocnet.v1.GetProposalsResponse.proposals:type_name -> pocnet.v1.SignedVersion
+	6,  // 5: pocnet.v1.GetProposalsResponse.signatures:type_name -> pocnet.v1.ProposalSignatures
+	10, // 6: pocnet.v1.ProposalSignatures.signatures:type_name -> pocnet.v1.VersionSignature
+	10, // 7: pocnet.v1.ProposalSignatures.objections:type_name -> pocnet.v1.VersionSignature
+	9,  // 8: pocnet.v1.GetVersionsResponse.versions:type_name -> pocnet.v1.SignedVersion
+	2,  // 9: pocnet.v1.FederationService.Offer:input_type -> pocnet.v1.OfferRequest
+	7,  // 10: pocnet.v1.FederationService.GetVersions:input_type -> pocnet.v1.GetVersionsRequest
+	4,  // 11: pocnet.v1.FederationService.GetProposals:input_type -> pocnet.v1.GetProposalsRequest
+	3,  // 12: pocnet.v1.FederationService.Offer:output_type -> pocnet.v1.OfferResponse
+	8,  // 13: pocnet.v1.FederationService.GetVersions:output_type -> pocnet.v1.GetVersionsResponse
+	5,  // 14: pocnet.v1.FederationService.GetProposals:output_type -> pocnet.v1.GetProposalsResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_pocnet_v1_federation_service_proto_init() }
@@ -528,7 +627,7 @@ func file_pocnet_v1_federation_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pocnet_v1_federation_service_proto_rawDesc), len(file_pocnet_v1_federation_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
