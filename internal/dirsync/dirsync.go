@@ -51,35 +51,29 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/domainerr"
 	"github.com/pocnet/pocnet/internal/envelope"
 	"github.com/pocnet/pocnet/internal/governance"
 	"github.com/pocnet/pocnet/internal/store"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
 
-// Errors, wrapped with the reason; server/rpcerr maps them to codes.
+// Error kinds (package domainerr), with the reason; server/rpcerr maps
+// them to codes.
 var (
-	ErrInvalidArgument    = errors.New("invalid argument")
-	ErrNotFound           = errors.New("not found")
-	ErrFailedPrecondition = errors.New("failed precondition")
-	ErrPermissionDenied   = errors.New("permission denied")
-	ErrUnavailable        = errors.New("unavailable")
+	ErrInvalidArgument    = domainerr.InvalidArgument
+	ErrNotFound           = domainerr.NotFound
+	ErrFailedPrecondition = domainerr.FailedPrecondition
+	ErrPermissionDenied   = domainerr.PermissionDenied
+	ErrUnavailable        = domainerr.Unavailable
 )
 
 // Error is an error of one of the kinds above, with a message that does
 // not repeat the kind: operators read it as it is.
-type Error struct {
-	Kind error
-	Msg  string
-}
-
-func (e *Error) Error() string { return e.Msg }
-
-// Unwrap returns the kind.
-func (e *Error) Unwrap() error { return e.Kind }
+type Error = domainerr.Error
 
 func errorf(kind error, format string, args ...any) error {
-	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+	return domainerr.New(kind, format, args...)
 }
 
 // Limits.

@@ -1,36 +1,30 @@
 package exchange
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/pocnet/pocnet/internal/domainerr"
 )
 
-// Error kinds. The server maps each to one gRPC code; the message of an
-// error is always safe and useful to show to the caller.
+// Error kinds (package domainerr); server/rpcerr maps each to one gRPC
+// code. The message of an error is always safe and useful to show to the
+// caller.
 var (
-	ErrInvalidArgument    = errors.New("invalid argument")
-	ErrNotFound           = errors.New("not found")
-	ErrPermissionDenied   = errors.New("permission denied")
-	ErrFailedPrecondition = errors.New("failed precondition")
-	ErrAlreadyExists      = errors.New("already exists")
+	ErrInvalidArgument    = domainerr.InvalidArgument
+	ErrNotFound           = domainerr.NotFound
+	ErrPermissionDenied   = domainerr.PermissionDenied
+	ErrFailedPrecondition = domainerr.FailedPrecondition
+	ErrAlreadyExists      = domainerr.AlreadyExists
 	// ErrUnavailable means the node could not store the request; nothing was
 	// stored, and retrying with the same request id is safe.
-	ErrUnavailable = errors.New("unavailable")
+	ErrUnavailable = domainerr.Unavailable
 )
 
 // Error is a domain error with a message for the caller.
-type Error struct {
-	Kind error
-	Msg  string
-}
-
-func (e *Error) Error() string { return e.Msg }
-
-// Unwrap returns the kind, so errors.Is(err, ErrNotFound) works.
-func (e *Error) Unwrap() error { return e.Kind }
+type Error = domainerr.Error
 
 func errorf(kind error, format string, args ...any) error {
-	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+	return domainerr.New(kind, format, args...)
 }
 
 // fieldErr is an invalid argument naming the field.

@@ -9,8 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/pocnet/pocnet/internal/dirsync"
-	"github.com/pocnet/pocnet/internal/exchange"
+	"github.com/pocnet/pocnet/internal/domainerr"
 	"github.com/pocnet/pocnet/internal/governance"
 )
 
@@ -18,17 +17,12 @@ var table = []struct {
 	kind error
 	code codes.Code
 }{
-	{exchange.ErrInvalidArgument, codes.InvalidArgument},
-	{exchange.ErrNotFound, codes.NotFound},
-	{exchange.ErrPermissionDenied, codes.PermissionDenied},
-	{exchange.ErrFailedPrecondition, codes.FailedPrecondition},
-	{exchange.ErrAlreadyExists, codes.AlreadyExists},
-	{exchange.ErrUnavailable, codes.Unavailable},
-	{dirsync.ErrInvalidArgument, codes.InvalidArgument},
-	{dirsync.ErrNotFound, codes.NotFound},
-	{dirsync.ErrPermissionDenied, codes.PermissionDenied},
-	{dirsync.ErrFailedPrecondition, codes.FailedPrecondition},
-	{dirsync.ErrUnavailable, codes.Unavailable},
+	{domainerr.InvalidArgument, codes.InvalidArgument},
+	{domainerr.NotFound, codes.NotFound},
+	{domainerr.PermissionDenied, codes.PermissionDenied},
+	{domainerr.FailedPrecondition, codes.FailedPrecondition},
+	{domainerr.AlreadyExists, codes.AlreadyExists},
+	{domainerr.Unavailable, codes.Unavailable},
 	{governance.ErrInvalid, codes.InvalidArgument},
 	{governance.ErrUnauthorized, codes.PermissionDenied},
 	{governance.ErrObjected, codes.FailedPrecondition},

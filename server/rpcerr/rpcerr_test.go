@@ -9,7 +9,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/pocnet/pocnet/internal/dirsync"
 	"github.com/pocnet/pocnet/internal/exchange"
+	"github.com/pocnet/pocnet/internal/governance"
 )
 
 func TestStatus(t *testing.T) {
@@ -22,6 +24,10 @@ func TestStatus(t *testing.T) {
 		{&exchange.Error{Kind: exchange.ErrNotFound, Msg: "message x not found"}, codes.NotFound, "message x not found"},
 		{fmt.Errorf("wrapped: %w", &exchange.Error{Kind: exchange.ErrPermissionDenied, Msg: "no"}), codes.PermissionDenied, "wrapped: no"},
 		{&exchange.Error{Kind: exchange.ErrUnavailable, Msg: "retry"}, codes.Unavailable, "retry"},
+		{&exchange.Error{Kind: exchange.ErrAlreadyExists, Msg: "request_id reused"}, codes.AlreadyExists, "request_id reused"},
+		{&dirsync.Error{Kind: dirsync.ErrFailedPrecondition, Msg: "stale base"}, codes.FailedPrecondition, "stale base"},
+		{&dirsync.Error{Kind: dirsync.ErrInvalidArgument, Msg: "hashes[1]: 1 bytes, want 32"}, codes.InvalidArgument, "hashes[1]: 1 bytes, want 32"},
+		{governance.ErrUnauthorized, codes.PermissionDenied, ""},
 		{context.DeadlineExceeded, codes.DeadlineExceeded, ""},
 		{status.Error(codes.ResourceExhausted, "too big"), codes.ResourceExhausted, "too big"},
 		// An unclassified error never leaks its detail, and is never Unknown.
