@@ -52,6 +52,14 @@ type incoming struct {
 // policy), or a refusal with nothing stored. An envelope id already stored
 // with the same content gets the same receipt again and stores nothing new.
 func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv1.Envelope) ([]*pocnetv1.DeliveryResult, error) {
+	results, err := s.receive(ctx, peer, envs)
+	if err == nil && s.cfg.OnReceived != nil {
+		s.cfg.OnReceived(peer.State, results)
+	}
+	return results, err
+}
+
+func (s *Service) receive(ctx context.Context, peer identity.ID, envs []*pocnetv1.Envelope) ([]*pocnetv1.DeliveryResult, error) {
 	if len(envs) > MaxDeliverBatch {
 		return nil, errorf(ErrInvalidArgument, "envelopes: %d in one call, more than the limit of %d", len(envs), MaxDeliverBatch)
 	}

@@ -41,6 +41,9 @@ type Config struct {
 	// signing key this node's directory does not list: the peer's state
 	// may have published it in a version this node lacks.
 	DirectoryBehind func(peer string)
+	// OnReceived, if set, is told of this node's answers to every delivery
+	// from a peer.
+	OnReceived func(peer string, results []*pocnetv1.DeliveryResult)
 	// Relay is set with SetRelay when the worker is built after the service.
 	Relay  Enqueuer
 	Logger *zap.Logger

@@ -63,6 +63,9 @@ type Config struct {
 	DeliverTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OnResults, if set, is told of every delivery call made: the peer's
+	// results, or the error that left the whole call to retry.
+	OnResults func(peer string, results []*pocnetv1.DeliveryResult, err error)
 }
 
 // PeerStatus describes delivery to one peer.
@@ -417,6 +420,9 @@ func (w *Worker) attempt(p *peer, batch []Item) ([]Item, error) {
 	cancel()
 	if err == nil && len(results) != len(envs) {
 		err = errors.New("peer returned a result count that does not match the envelopes sent")
+	}
+	if w.cfg.OnResults != nil {
+		w.cfg.OnResults(p.state, results, err)
 	}
 	if err != nil {
 		if w.ctx.Err() == nil {

@@ -103,6 +103,9 @@ type Options struct {
 	// LogCore, if set, also receives every node's log entries, each with
 	// the field node (the state), for a test to read (zaptest/observer).
 	LogCore zapcore.Core
+	// Metrics serves every node's metrics on a port of 127.0.0.1
+	// (Node.MetricsAddr).
+	Metrics bool
 	// Directory, if set, edits the generated directory before the genesis
 	// is signed and written (to publish extra, retired or revoked keys,
 	// say). The result must still validate, and every state member it lists
@@ -209,6 +212,9 @@ func (f *Federation) startNodeContext(ctx context.Context, n *Node, lis net.List
 	cfg.Relay.MaxBackoff = f.opts.MaxBackoff
 	cfg.Relay.DeliverTimeout = 5 * time.Second
 	cfg.ShutdownTimeout = 5 * time.Second
+	if f.opts.Metrics {
+		cfg.Metrics.Listen = "127.0.0.1:0"
+	}
 	var log *zap.Logger
 	if tt, ok := f.t.(zaptest.TestingT); ok && !f.opts.Quiet {
 		log = zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel)).With(zap.String("node", n.State))
@@ -436,3 +442,6 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 // ReloadCertificates makes the running node read its certificate files
 // again, as SIGHUP does.
 func (n *Node) ReloadCertificates() error { return n.node.ReloadCertificates() }
+
+// MetricsAddr is where the node serves /metrics (Options.Metrics), or "".
+func (n *Node) MetricsAddr() string { return n.node.MetricsAddr() }

@@ -42,6 +42,8 @@ type Config struct {
 	// Reflection enables gRPC server reflection for the node's operators.
 	Reflection bool  `yaml:"reflection"`
 	Relay      Relay `yaml:"relay"`
+	// Metrics configures the Prometheus endpoint; off by default.
+	Metrics Metrics `yaml:"metrics"`
 	// ShutdownTimeout bounds the graceful stop; default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -78,6 +80,16 @@ type Relay struct {
 	MaxBackoff time.Duration `yaml:"max_backoff"`
 	// DeliverTimeout bounds one delivery call; default 15s.
 	DeliverTimeout time.Duration `yaml:"deliver_timeout"`
+}
+
+// Metrics configures the node's Prometheus endpoint (package
+// server/metrics).
+type Metrics struct {
+	// Listen is the host:port of a plain HTTP listener serving /metrics;
+	// empty, the default, serves none. The metrics hold no message content
+	// but name peers and count traffic: bind it to the loopback or to a
+	// monitoring network.
+	Listen string `yaml:"listen"`
 }
 
 // Load reads, defaults and validates the file at path. Relative paths in it
@@ -183,6 +195,14 @@ func (c *Config) Validate() error {
 	case "json", "console":
 	default:
 		return fmt.Errorf("log.format: %q is not json or console", c.Log.Format)
+	}
+	if c.Metrics.Listen != "" {
+		if _, port, err := net.SplitHostPort(c.Metrics.Listen); err != nil || port == "" {
+			return fmt.Errorf("metrics.listen: %q is not host:port", c.Metrics.Listen)
+		}
+		if c.Metrics.Listen == c.Listen {
+			return fmt.Errorf("metrics.listen: %s is the node's own listen address; the metrics need a listener of their own", c.Metrics.Listen)
+		}
 	}
 	if c.ShutdownTimeout < 0 {
 		return errors.New("shutdown_timeout: must be positive")

@@ -29,7 +29,7 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Log.Level != "info" || c.Log.Format != "json" || c.Relay.MaxBackoff != 30*time.Second || c.ShutdownTimeout != 10*time.Second || c.Reflection {
+	if c.Log.Level != "info" || c.Log.Format != "json" || c.Relay.MaxBackoff != 30*time.Second || c.ShutdownTimeout != 10*time.Second || c.Reflection || c.Metrics.Listen != "" {
 		t.Fatalf("defaults = %+v", c)
 	}
 }
@@ -51,6 +51,9 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{good + "relay:\n  max_backoff: 24h\n", "relay.max_backoff:"},
 		{good + "relay:\n  deliver_timeout: 1ms\n", "relay.deliver_timeout:"},
 		{good + "relay:\n  max_backof: 1s\n", "max_backof"},
+		{good + "metrics:\n  listen: localhost\n", "metrics.listen: \"localhost\" is not host:port"},
+		{good + "metrics:\n  listen: \"127.0.0.1:\"\n", "metrics.listen: \"127.0.0.1:\" is not host:port"},
+		{good + "metrics:\n  listen: 127.0.0.1:7401\n", "metrics.listen: 127.0.0.1:7401 is the node's own listen address"},
 		{good + "listne: x\n", "listne"},
 		{good + "reflection: maybe\n", "line 13"},
 		{strings.Replace(good, "  signing: signing-key.pem\n", "", 1), "keys.signing: is required"},

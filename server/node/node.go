@@ -9,10 +9,13 @@ import (
 	"crypto/ed25519"
 	"crypto/hpke"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -41,6 +44,7 @@ import (
 	"github.com/pocnet/pocnet/server/contactsvc"
 	"github.com/pocnet/pocnet/server/directorysvc"
 	"github.com/pocnet/pocnet/server/fedsvc"
+	"github.com/pocnet/pocnet/server/metrics"
 	"github.com/pocnet/pocnet/server/peers"
 	"github.com/pocnet/pocnet/server/recordsvc"
 	"github.com/pocnet/pocnet/server/relaysvc"
@@ -94,6 +98,16 @@ type Node struct {
 	cancel       context.CancelFunc
 	rewrap       sync.Mutex // held while a rewrap runs
 	certs        *identity.CertFile
+	metrics      *metrics.Metrics // nil unless metrics.listen is set
+	metricsSrv   *http.Server
+	metricsLis   net.Listener
+	// What the metrics read, published as Start makes it: metrics are
+	// served from the moment the store is open, a joining node's included.
+	scrape struct {
+		mgr    atomic.Pointer[dirsync.Manager]
+		worker atomic.Pointer[relay.Worker]
+		certs  atomic.Pointer[identity.CertFile]
+	}
 }
 
 // Start opens everything and serves. On error, whatever was opened is
@@ -134,12 +148,30 @@ func Start(o Options) (n *Node, err error) {
 			return nil, fmt.Errorf("listen: %w", err)
 		}
 	}
-	db, err := store.Open(cfg.DataDir, store.Options{FS: o.FS, Logger: log.Named("store"), Keys: keys})
+	n = &Node{log: log, cfg: cfg, lis: lis, self: self, now: now, served: make(chan error, 1), syncInterval: o.DirectorySyncInterval}
+	// The hooks stay nil without metrics: nothing is spent on them.
+	var (
+		onSync     func(time.Duration, int)
+		onResults  func(string, []*pocnetv1.DeliveryResult, error)
+		onReceived func(string, []*pocnetv1.DeliveryResult)
+	)
+	if cfg.Metrics.Listen != "" {
+		if n.metricsLis, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			lis.Close()
+			return nil, fmt.Errorf("metrics.listen: %w", err)
+		}
+		n.metrics = metrics.New(n.metricsSources())
+		onSync, onResults, onReceived = n.metrics.Synced, n.metrics.Sent, n.metrics.Received
+	}
+	n.db, err = store.Open(cfg.DataDir, store.Options{FS: o.FS, Logger: log.Named("store"), Keys: keys, OnSync: onSync})
 	if err != nil {
 		lis.Close()
+		if n.metricsLis != nil {
+			n.metricsLis.Close()
+		}
 		return nil, err
 	}
-	n = &Node{log: log, cfg: cfg, lis: lis, db: db, self: self, now: now, served: make(chan error, 1), syncInterval: o.DirectorySyncInterval}
+	db := n.db
 	// n itself is nil once an error is returned: the cleanup keeps its own.
 	built := n
 	defer func() {
@@ -147,6 +179,7 @@ func Start(o Options) (n *Node, err error) {
 			built.closeAll()
 		}
 	}()
+	n.serveMetrics()
 	signer, err := envelope.NewSigner(signingKey)
 	if err != nil {
 		return nil, fmt.Errorf("keys.signing: %w", err)
@@ -162,6 +195,7 @@ func Start(o Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.scrape.mgr.Store(n.mgr)
 	dir := n.mgr.Source()
 	n.dir = dir
 	if !n.mgr.IsMember() {
@@ -188,6 +222,7 @@ func Start(o Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.scrape.certs.Store(n.certs)
 	n.transport = peers.New(peers.Config{GetCertificate: n.certs.Certificate, Directory: dir, Logger: log.Named("peers")})
 	n.mgr.SetPeers(n.transport)
 	if err := checkKeys(cfg.State, d, signer, opener); err != nil {
@@ -199,6 +234,7 @@ func Start(o Options) (n *Node, err error) {
 	ex, err := exchange.New(exchange.Config{
 		State: cfg.State, Directory: dir, Store: db, Signer: signer, Sealer: envelope.NewSealer(d.Federation(), cfg.State, now), Opener: opener,
 		DirectoryBehind: n.mgr.Nudge, Logger: log.Named("exchange"), Now: now,
+		OnReceived: onReceived,
 	})
 	if err != nil {
 		return nil, err
@@ -207,7 +243,9 @@ func Start(o Options) (n *Node, err error) {
 		Transport: n.transport, Handler: ex, Logger: log.Named("relay"), Now: now,
 		BaseBackoff: o.BaseBackoff, MaxBackoff: cfg.Relay.MaxBackoff, DeliverTimeout: cfg.Relay.DeliverTimeout,
 		MaxBatchBytes: MaxRecvMessageSize / 2,
+		OnResults:     onResults,
 	})
+	n.scrape.worker.Store(n.worker)
 	ex.SetRelay(n.worker)
 	queued, err := ex.Recover()
 	if err != nil {
@@ -299,6 +337,7 @@ func (n *Node) serverTLS(dir *directory.Source, self identity.ID, now func() tim
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 		err := verify(cs)
 		if err != nil {
+			n.metrics.HandshakeRefused()
 			log.Warn("handshake refused", zap.Error(err))
 		}
 		return err
@@ -366,6 +405,63 @@ func (n *Node) ReloadDataKeys() error {
 // Addr returns the address the node serves on.
 func (n *Node) Addr() string { return n.lis.Addr().String() }
 
+// MetricsAddr returns the address the node serves /metrics on, or "" when
+// metrics.listen is not set.
+func (n *Node) MetricsAddr() string {
+	if n.metricsLis == nil {
+		return ""
+	}
+	return n.metricsLis.Addr().String()
+}
+
+// metricsSources are what the metrics read from the node when scraped.
+// They run only once Start has set what they read, or find it nil.
+func (n *Node) metricsSources() metrics.Sources {
+	return metrics.Sources{
+		Peers: func() []relay.PeerStatus {
+			if w := n.scrape.worker.Load(); w != nil {
+				return w.Status()
+			}
+			return nil
+		},
+		Directory: func() (uint64, int, int) {
+			m := n.scrape.mgr.Load()
+			if m == nil {
+				return 0, 0, 0
+			}
+			pending := 0
+			for _, p := range m.Proposals() {
+				if p.GetState() == pocnetv1.ProposalState_PROPOSAL_STATE_PENDING {
+					pending++
+				}
+			}
+			return m.Latest().Number(), pending, len(m.Forks())
+		},
+		Certificate: func() *x509.Certificate {
+			if c := n.scrape.certs.Load(); c != nil {
+				return c.Leaf()
+			}
+			return nil
+		},
+		LastEventSeq: func() uint64 { s, _ := n.db.LastSeq(); return s },
+	}
+}
+
+// serveMetrics serves /metrics on the metrics listener, if there is one.
+func (n *Node) serveMetrics() {
+	if n.metricsLis == nil {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", n.metrics.Handler())
+	n.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := n.metricsSrv.Serve(n.metricsLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("metrics listener stopped", zap.Error(err))
+		}
+	}()
+}
+
 // Stop shuts down in order: health NOT_SERVING, graceful stop of the gRPC
 // server (forced after the shutdown timeout), relay worker, peer
 // connections, and the store last, once.
@@ -390,6 +486,9 @@ func (n *Node) Stop() {
 }
 
 func (n *Node) closeAll() {
+	if n.metricsSrv != nil {
+		n.metricsSrv.Close()
+	}
 	if n.cancel != nil {
 		n.cancel()
 	}
