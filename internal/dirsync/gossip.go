@@ -87,6 +87,9 @@ func (m *Manager) offerAll(all bool) {
 		rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 		peers = peers[:m.cfg.Fanout]
 	}
+	// One offer for the round: summarising every proposal once, not once
+	// per peer. Peers only read it.
+	req := m.offer()
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
 	for _, p := range peers {
@@ -94,7 +97,7 @@ func (m *Manager) offerAll(all bool) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := m.offerTo(p); err != nil && m.ctx.Err() == nil {
+			if err := m.offerTo(p, req); err != nil && m.ctx.Err() == nil {
 				m.log.Debug("directory offer not answered", zap.String("peer", p), zap.Error(err))
 			}
 		}()
@@ -116,17 +119,17 @@ func (m *Manager) client(peer string) (pocnetv1.FederationServiceClient, error) 
 	return pocnetv1.NewFederationServiceClient(cc), nil
 }
 
-// offerTo offers to one peer, pulls from it if it is ahead, and fetches
-// the proposals it holds that this node lacks or holds with other
-// signatures.
-func (m *Manager) offerTo(peer string) error {
+// offerTo makes offer req (m.offer) to one peer, pulls from it if it is
+// ahead, and fetches the proposals it holds that this node lacks or holds
+// with other signatures.
+func (m *Manager) offerTo(peer string, req *pocnetv1.OfferRequest) error {
 	c, err := m.client(peer)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.PushTimeout)
 	defer cancel()
-	resp, err := c.Offer(ctx, m.offer())
+	resp, err := c.Offer(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -602,7 +605,7 @@ func (m *Manager) Nudge(peer string) {
 	go func() {
 		defer m.wg.Done()
 		defer m.nudging.Delete(peer)
-		if err := m.offerTo(peer); err != nil && m.ctx.Err() == nil {
+		if err := m.offerTo(peer, m.offer()); err != nil && m.ctx.Err() == nil {
 			m.log.Debug("directory offer after an unknown key not answered", zap.String("peer", peer), zap.Error(err))
 		}
 	}()

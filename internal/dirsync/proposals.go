@@ -79,6 +79,14 @@ func (m *Manager) describe(sv *pocnetv1.SignedVersion, st *governance.Status) *p
 	return p
 }
 
+// Pending returns how many proposals the node holds undecided. Unlike
+// Proposals it assesses none of them: it is cheap enough to poll.
+func (m *Manager) Pending() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.proposals)
+}
+
 // Proposals returns the proposals held, oldest first, then the closed ones
 // this node remembers.
 func (m *Manager) Proposals() []*pocnetv1.Proposal {

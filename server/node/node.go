@@ -429,13 +429,7 @@ func (n *Node) metricsSources() metrics.Sources {
 			if m == nil {
 				return 0, 0, 0
 			}
-			pending := 0
-			for _, p := range m.Proposals() {
-				if p.GetState() == pocnetv1.ProposalState_PROPOSAL_STATE_PENDING {
-					pending++
-				}
-			}
-			return m.Latest().Number(), pending, len(m.Forks())
+			return m.Latest().Number(), m.Pending(), len(m.Forks())
 		},
 		Certificate: func() *x509.Certificate {
 			if c := n.scrape.certs.Load(); c != nil {
