@@ -107,8 +107,12 @@ func Open(dir string, o Options) (*DB, error) {
 	if o.MaxGroup <= 0 {
 		o.MaxGroup = 512
 	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
 	po := &pebble.Options{
-		FS: o.FS, Logger: pebbleLogger{o.Logger.Sugar()},
+		// Logs are zero-filled ahead of Pebble's writes (walfill.go).
+		FS: walFillFS{FS: o.FS, fill: defaultFill}, Logger: pebbleLogger{o.Logger.Sugar()},
 		// A larger memtable absorbs a crisis burst with fewer flushes and
 		// less compaction work competing with the commit path for CPU.
 		MemTableSize: 32 << 20,

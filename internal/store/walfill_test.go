@@ -1,0 +1,230 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Pebble's writes to a log being zero-filled ahead of them land intact,
+// whatever their sizes against the fill's: no zero overwrites a record, and
+// what lies beyond the last write is zeros only.
+func TestFillAheadKeepsEveryWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sizes fillSizes
+		reuse int64 // size of the recycled log, 0 for a new one
+	}{
+		{"new log, tiny chunks", fillSizes{first: 100, chunk: 300, ahead: 200}, 0},
+		{"new log, writes larger than chunks", fillSizes{first: 10, chunk: 64, ahead: 32}, 0},
+		{"new log, default sizes", defaultFill, 0},
+		{"recycled log", fillSizes{first: 100, chunk: 300, ahead: 200}, 5000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			fs := walFillFS{FS: vfs.Default, fill: tc.sizes}
+			name := filepath.Join(dir, "000001.log")
+			var f vfs.File
+			var err error
+			if tc.reuse > 0 {
+				// The old log holds non-zero bytes, which are not zeroed.
+				old := filepath.Join(dir, "000000.log")
+				if err := os.WriteFile(old, bytes.Repeat([]byte{0xee}, int(tc.reuse)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				f, err = fs.ReuseForWrite(old, name, "test")
+			} else {
+				f, err = fs.Create(name, "test")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := f.(*fillAhead); !ok {
+				t.Fatalf("a log file is a %T, want *fillAhead", f)
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			var want []byte
+			for i := 0; len(want) < int(max(3*tc.sizes.chunk, 3000, tc.reuse+1000)); i++ {
+				p := make([]byte, 1+rng.IntN(int(min(tc.sizes.chunk, 4096))))
+				for j := range p {
+					p[j] = byte(1 + (i+j)%255) // never zero
+				}
+				if n, err := f.Write(p); err != nil || n != len(p) {
+					t.Fatalf("write %d: %d, %v", i, n, err)
+				}
+				want = append(want, p...)
+				if i%7 == 0 {
+					if err := f.SyncData(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) < len(want) {
+				t.Fatalf("file has %d bytes, %d were written", len(got), len(want))
+			}
+			if i := firstDiff(got[:len(want)], want); i >= 0 {
+				t.Fatalf("byte %d of %d written is %#x, want %#x", i, len(want), got[i], want[i])
+			}
+			tail := got[len(want):]
+			if tc.reuse > int64(len(want)) {
+				t.Fatalf("test wrote %d bytes, fewer than the recycled log's %d", len(want), tc.reuse)
+			}
+			if i := bytes.IndexFunc(tail, func(r rune) bool { return r != 0 }); i >= 0 {
+				t.Fatalf("byte %d after the last write is not zero", len(want)+i)
+			}
+			// The fill kept ahead: the file reaches past the last write.
+			if len(tail) == 0 {
+				t.Fatalf("no zeros ahead of the last write (file of %d bytes)", len(got))
+			}
+		})
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+// Only Pebble's logs are zero-filled: tables, the manifest and the rest are
+// written as they are.
+func TestFillOnlyLogs(t *testing.T) {
+	dir := t.TempDir()
+	fs := walFillFS{FS: vfs.Default, fill: defaultFill}
+	for name, want := range map[string]bool{"000004.log": true, "000005.sst": false, "MANIFEST-000001": false, "OPTIONS-000003": false} {
+		f, err := fs.Create(filepath.Join(dir, name), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, got := f.(*fillAhead)
+		st, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want || (st.Size() > 0) != want {
+			t.Errorf("%s: zero-filled %v (size %d), want %v", name, got, st.Size(), want)
+		}
+		f.Close()
+	}
+}
+
+// A store's log really is zero-filled on disk, and a copy of the store taken
+// while it runs, as a crash would leave it (every acknowledged update synced,
+// then zeros), opens with every acknowledged update.
+func TestZeroFilledLogRecovers(t *testing.T) {
+	dir := t.TempDir()
+	d, err := Open(dir, Options{Keys: testKeys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	const n = 300
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := []byte(fmt.Sprintf("%c%05d", nsMessage, i))
+			if err := d.Update(context.Background(), func(tx *Tx) error {
+				tx.set(k, bytes.Repeat([]byte{byte(i)}, 3000))
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	// The newest log, the one being written, reaches past its records.
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var newest string
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".log") && e.Name() > newest {
+			newest = e.Name()
+		}
+	}
+	if newest == "" {
+		t.Fatal("no log file in the store")
+	}
+	content, err := os.ReadFile(filepath.Join(dir, newest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := len(bytes.TrimRight(content, "\x00"))
+	if end < n*3000 || len(content)-end < int(defaultFill.ahead)/2 {
+		t.Fatalf("log %s: %d bytes of records then %d zeros, want at least %d then %d", newest, end, len(content)-end, n*3000, defaultFill.ahead/2)
+	}
+
+	crashed := t.TempDir()
+	if err := copyDir(dir, crashed); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(crashed, Options{Keys: testKeys})
+	if err != nil {
+		t.Fatalf("open a copy of the running store: %v", err)
+	}
+	defer c.Close()
+	for i := range n {
+		k := []byte(fmt.Sprintf("%c%05d", nsMessage, i))
+		v, closer, err := c.db.Get(k)
+		if err != nil {
+			t.Fatalf("update %d lost: %v", i, err)
+		}
+		p, err := c.open(k, v)
+		closer.Close()
+		if err != nil || !bytes.Equal(p, bytes.Repeat([]byte{byte(i)}, 3000)) {
+			t.Fatalf("update %d: %d bytes, %v", i, len(p), err)
+		}
+	}
+}
+
+func copyDir(from, to string) error {
+	ents, err := os.ReadDir(from)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() || e.Name() == "LOCK" {
+			continue
+		}
+		src, err := os.Open(filepath.Join(from, e.Name()))
+		if err != nil {
+			return err
+		}
+		dst, err := os.Create(filepath.Join(to, e.Name()))
+		if err == nil {
+			_, err = io.Copy(dst, src)
+			err = errors.Join(err, dst.Close())
+		}
+		src.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
