@@ -63,6 +63,8 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkRelay$$' -benchtime 1x -timeout 20m ./internal/bench/...
 	@echo "sealing, per envelope (sign + seal at the sender, verify + open at the recipient, receipts):"
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./internal/envelope/
+	@echo "one writer's synced updates, the log zero-filled ahead and growing:"
+	$(GO) test -run '^$$' -bench '^BenchmarkLoneUpdate$$' -benchtime 3000x ./internal/store/
 
 clean:
 	rm -rf bin _fed _demo

@@ -7,7 +7,8 @@
 // groups concurrent updates into a single batch and commits it with
 // pebble.Sync before any caller is told it succeeded: a node acknowledges
 // nothing it could lose in a crash. Many updates share one fsync (group
-// commit), which is how durability and throughput coexist.
+// commit), which is how durability and throughput coexist. Pebble's logs are
+// zero-filled ahead of its writes (walfill.go), which makes each fsync cheaper.
 //
 // Every value is sealed with the node's data key (package datakey) when its
 // batch is built and opened when it is read, so the data directory holds

@@ -46,6 +46,10 @@ type Options struct {
 	// sync took from the moment the group was applied, and how many
 	// updates it held. It runs in the sync goroutine and must be quick.
 	OnSync func(took time.Duration, updates int)
+
+	// growLog leaves Pebble's logs to grow with each write, as Pebble
+	// writes them (walfill.go); for the benchmark that compares both.
+	growLog bool
 }
 
 // DB is a node's database.
@@ -110,9 +114,13 @@ func Open(dir string, o Options) (*DB, error) {
 	if o.FS == nil {
 		o.FS = vfs.Default
 	}
+	// Logs are zero-filled ahead of Pebble's writes (walfill.go).
+	fs := vfs.FS(walFillFS{FS: o.FS, fill: defaultFill})
+	if o.growLog {
+		fs = o.FS
+	}
 	po := &pebble.Options{
-		// Logs are zero-filled ahead of Pebble's writes (walfill.go).
-		FS: walFillFS{FS: o.FS, fill: defaultFill}, Logger: pebbleLogger{o.Logger.Sugar()},
+		FS: fs, Logger: pebbleLogger{o.Logger.Sugar()},
 		// A larger memtable absorbs a crisis burst with fewer flushes and
 		// less compaction work competing with the commit path for CPU.
 		MemTableSize: 32 << 20,

@@ -10,16 +10,21 @@ import (
 // When that write lies beyond the end of the file, the file grows, and
 // fdatasync must also commit the new size through the file system's journal:
 // on ext4 here that doubled its cost (about 195 µs against 100 µs for the
-// same 4.8 KiB written over bytes already on disk). Pebble avoids this by
+// same 4.8 KiB written over bytes already on disk; BenchmarkLoneUpdate: a
+// lone update took 205-212 µs against 126-142 µs). Pebble avoids this by
 // recycling old log files, but only once a memtable has been flushed: a
 // node's first log after each start, which on a quiet node is its only one
 // for days, grows with every write.
 //
 // walFillFS makes every new log file start out already on disk: it writes
 // zeros ahead of what Pebble writes, synced, so that Pebble's own writes
-// overwrite blocks the file already has. Zeros after the last record are
-// what Pebble's reader already meets in a preallocated or recycled log: it
-// reads them as the end of the log.
+// overwrite blocks the file already has. What lies after the last record
+// is what Pebble's reader already meets in a recycled log, where it is
+// stale records instead of zeros: a log Pebble closed ends with an EOF
+// trailer, written and synced before the next log is created, and the
+// reader stops there; the newest log, cut short by a crash, ends where the
+// records stop making sense, which Pebble accepts of the newest log only.
+// TestZeroFilledLogRecovers opens a copy of a running store.
 
 var zeros = make([]byte, 256<<10)
 
