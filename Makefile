@@ -61,7 +61,7 @@ demo-directory:
 
 bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkRelay$$' -benchtime 1x -timeout 20m ./internal/bench/...
-	@echo "sealing, per envelope (sign + seal at the sender, verify + open at the recipient, receipts):"
+	@echo "sealing, per envelope (sign + seal at the sender, verify + open at the recipient, receipts, 16 signed together):"
 	$(GO) test -run '^$$' -bench . -benchtime 3000x ./internal/envelope/
 	@echo "one writer's synced updates, the log zero-filled ahead and growing:"
 	$(GO) test -run '^$$' -bench '^BenchmarkLoneUpdate$$' -benchtime 3000x ./internal/store/

@@ -94,3 +94,34 @@ func BenchmarkReceipts128(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTogether16: sign 16 envelopes together and open them through one
+// Verifier, per envelope (b.N counts envelopes), sealing excluded: what a
+// burst costs each side per envelope, against BenchmarkBuild and
+// BenchmarkOpen for an envelope alone.
+func BenchmarkTogether16(b *testing.B) {
+	f := newFixture(b)
+	key, _ := f.dir.SealingKey("XBB")
+	envs := make([]*pocnetv1.Envelope, 16)
+	for i := range envs {
+		built, err := envelope.Seal(f.sealer["XAA"], key, header(f.fed.ID, "XAA", "XBB"), benchPayload())
+		if err != nil {
+			b.Fatal(err)
+		}
+		envs[i] = built.Envelope
+	}
+	for i := 0; b.Loop(); i++ {
+		if i%16 != 0 {
+			continue
+		}
+		if err := envelope.SignTogether(f.signer["XAA"], envs...); err != nil {
+			b.Fatal(err)
+		}
+		v := envelope.NewVerifier(f.dir)
+		for _, env := range envs {
+			if _, err := v.Open(env, f.opener["XBB"]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

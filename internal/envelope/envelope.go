@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -40,10 +41,22 @@ type Built struct {
 }
 
 // Build seals p to the recipient's encryption key, serializes h with the
-// sealing fields set, and signs header and sealed payload. Deterministic
+// sealing fields set, and signs header and sealed payload, alone (a tree of
+// one). A node signing many envelopes at once uses Seal and a Batcher.
+func Build(s *Signer, sl *Sealer, to *pocnetv1.EncryptionKey, h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload) (*Built, error) {
+	b, err := Seal(sl, to, h, p)
+	if err != nil {
+		return nil, err
+	}
+	signTree(s, []*pocnetv1.Envelope{b.Envelope})
+	return b, nil
+}
+
+// Seal is Build without the signature: the envelope is to be signed
+// (SignTogether, Batcher) before it leaves the node. Deterministic
 // marshaling is not needed for verification (the signature covers the
 // bytes as produced here) but keeps the encoding stable.
-func Build(s *Signer, sl *Sealer, to *pocnetv1.EncryptionKey, h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload) (*Built, error) {
+func Seal(sl *Sealer, to *pocnetv1.EncryptionKey, h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload) (*Built, error) {
 	c, err := sl.context(h.GetToState(), to)
 	if err != nil {
 		return nil, err
@@ -74,7 +87,7 @@ func Build(s *Signer, sl *Sealer, to *pocnetv1.EncryptionKey, h *pocnetv1.Envelo
 	if len(hb) > MaxHeaderSize || len(ct) > MaxPayloadSize {
 		return nil, fmt.Errorf("envelope: header %d bytes, sealed payload %d bytes: over the limits (%d, %d)", len(hb), len(ct), MaxHeaderSize, MaxPayloadSize)
 	}
-	env := &pocnetv1.Envelope{Header: hb, Payload: ct, Signature: s.sign(envelopeDomain, hb, ct)}
+	env := &pocnetv1.Envelope{Header: hb, Payload: ct}
 	return &Built{Envelope: env, PayloadKey: key, Digest: Digest(env)}, nil
 }
 
@@ -118,10 +131,43 @@ func DecodeHeader(env *pocnetv1.Envelope) (*pocnetv1.EnvelopeHeader, error) {
 
 // Verify checks that env was signed, over its exact header and payload
 // bytes, by a key the sending state named in its header publishes and may
-// use for an envelope created when this one says it was. It needs no
-// private key: a node checks this before storing or forwarding, and anyone
-// holding the directory can check it offline.
+// use for an envelope created when this one says it was: directly, or
+// through the tree of the envelopes it was signed with. It needs no private
+// key: a node checks this before storing or forwarding, and anyone holding
+// the directory can check it offline.
 func Verify(env *pocnetv1.Envelope, keys Keys) (*pocnetv1.EnvelopeHeader, error) {
+	return NewVerifier(keys).Verify(env)
+}
+
+// Open verifies env (see Verify), then derives its payload key with the
+// recipient's private key and decrypts it. The signature is checked first:
+// only a member can make this node spend a decapsulation.
+func Open(env *pocnetv1.Envelope, keys Keys, o *Opener) (*Opened, error) {
+	return NewVerifier(keys).Open(env, o)
+}
+
+// Verifier verifies envelopes (Verify, Open), checking each distinct tree
+// signature once: the envelopes a node signed together usually arrive
+// together. It is safe for concurrent use.
+type Verifier struct {
+	keys Keys
+	mu   sync.Mutex
+	seen map[string]*treeResult
+}
+
+type treeResult struct {
+	once sync.Once
+	err  error
+}
+
+// NewVerifier returns a Verifier against keys.
+func NewVerifier(keys Keys) *Verifier {
+	return &Verifier{keys: keys, seen: map[string]*treeResult{}}
+}
+
+// Verify is Verify, with v's memo of tree signatures.
+func (v *Verifier) Verify(env *pocnetv1.Envelope) (*pocnetv1.EnvelopeHeader, error) {
+	keys := v.keys
 	h, err := DecodeHeader(env)
 	if err != nil {
 		return nil, err
@@ -146,17 +192,41 @@ func Verify(env *pocnetv1.Envelope, keys Keys) (*pocnetv1.EnvelopeHeader, error)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
-	if err := verifySig(pub, sig, envelopeDomain, env.GetHeader(), env.GetPayload()); err != nil {
-		return nil, err
+	t := env.GetTree()
+	if t == nil {
+		if err := verifySig(pub, sig, envelopeDomain, env.GetHeader(), env.GetPayload()); err != nil {
+			return nil, err
+		}
+		return h, nil
+	}
+	if t.GetSize() == 0 || t.GetSize() > MaxSignedTogether {
+		return nil, fmt.Errorf("%w: signature tree of %d envelopes, want 1 to %d", ErrMalformed, t.GetSize(), MaxSignedTogether)
+	}
+	root, err := rootFromPath(envelopeLeaf(env), uint64(t.GetIndex()), uint64(t.GetSize()), t.GetPath())
+	if err != nil {
+		return nil, fmt.Errorf("%w: signature tree: leaf %d of %d: %v", ErrBadSignature, t.GetIndex(), t.GetSize(), err)
+	}
+	in := treeInput(root, t.GetSize())
+	// The memo is keyed by everything the check depends on: the public
+	// key, the signature and what it covers.
+	k := string(signingInput("", pub, sig.GetValue(), in[0], in[1]))
+	v.mu.Lock()
+	r := v.seen[k]
+	if r == nil {
+		r = &treeResult{}
+		v.seen[k] = r
+	}
+	v.mu.Unlock()
+	r.once.Do(func() { r.err = verifySig(pub, sig, envelopeTreeDomain, in...) })
+	if r.err != nil {
+		return nil, r.err
 	}
 	return h, nil
 }
 
-// Open verifies env (see Verify), then derives its payload key with the
-// recipient's private key and decrypts it. The signature is checked first:
-// only a member can make this node spend a decapsulation.
-func Open(env *pocnetv1.Envelope, keys Keys, o *Opener) (*Opened, error) {
-	h, err := Verify(env, keys)
+// Open is Open, with v's memo of tree signatures.
+func (v *Verifier) Open(env *pocnetv1.Envelope, o *Opener) (*Opened, error) {
+	h, err := v.Verify(env)
 	if err != nil {
 		return nil, err
 	}

@@ -6,9 +6,10 @@ import (
 	"math/bits"
 )
 
-// The receipt tree is the Merkle tree of RFC 9162 (Certificate Transparency
-// 2.0), section 2.1, with SHA-256: leaves and interior nodes are hashed with
-// distinct prefixes, so that no leaf can pass for an interior node.
+// Receipts and envelopes signed together use the Merkle tree of RFC 9162
+// (Certificate Transparency 2.0), section 2.1, with SHA-256: leaves and
+// interior nodes are hashed with distinct prefixes, so that no leaf can
+// pass for an interior node.
 
 func leafHash(leaf []byte) []byte {
 	h := sha256.New()
@@ -57,14 +58,25 @@ var errInclusion = errors.New("inclusion proof does not lead to the signed tree 
 // verifyInclusion checks that leaf is at index in the tree of size with the
 // given root (RFC 9162, 2.1.3.2).
 func verifyInclusion(leaf []byte, index, size uint64, path [][]byte, root []byte) error {
-	if index >= size {
+	r, err := rootFromPath(leafHash(leaf), index, size, path)
+	if err != nil || string(r) != string(root) {
 		return errInclusion
 	}
+	return nil
+}
+
+// rootFromPath returns the root of the tree of size in which the leaf
+// hashed to leaf sits at index, following its inclusion path (RFC 9162,
+// 2.1.3.2); an error if the path does not fit the index and size.
+func rootFromPath(leaf []byte, index, size uint64, path [][]byte) ([]byte, error) {
+	if index >= size {
+		return nil, errInclusion
+	}
 	fn, sn := index, size-1
-	r := leafHash(leaf)
+	r := leaf
 	for _, p := range path {
 		if len(p) != sha256.Size || sn == 0 {
-			return errInclusion
+			return nil, errInclusion
 		}
 		if fn&1 == 1 || fn == sn {
 			r = nodeHash(p, r)
@@ -80,8 +92,8 @@ func verifyInclusion(leaf []byte, index, size uint64, path [][]byte, root []byte
 		fn >>= 1
 		sn >>= 1
 	}
-	if sn != 0 || string(r) != string(root) {
-		return errInclusion
+	if sn != 0 {
+		return nil, errInclusion
 	}
-	return nil
+	return r, nil
 }

@@ -14,8 +14,9 @@ import (
 // Domain-separation prefixes. Each signed structure has its own, so that a
 // signature over an envelope can never pass as a receipt or the reverse.
 const (
-	envelopeDomain = "pocnet/v1 envelope\x00"
-	receiptDomain  = "pocnet/v1 receipt\x00"
+	envelopeDomain     = "pocnet/v1 envelope\x00"
+	envelopeTreeDomain = "pocnet/v1 envelope tree\x00"
+	receiptDomain      = "pocnet/v1 receipt\x00"
 )
 
 // ErrBadSignature is returned (wrapped) when a signature does not verify or
@@ -134,8 +135,8 @@ func appendSigningInput(out []byte, domain string, parts ...[]byte) []byte {
 	return out
 }
 
-// SignRaw signs header and payload bytes as they are, without building or
-// checking them. It exists for tests and tools that must produce envelopes a
+// SignRaw signs header and payload bytes as they are, alone and without a
+// tree, without building or checking them. It exists for tests and tools that must produce envelopes a
 // correct node would never build, to check that they are refused.
 func SignRaw(s *Signer, header, payload []byte) *pocnetv1.Envelope {
 	return &pocnetv1.Envelope{Header: header, Payload: payload, Signature: s.sign(envelopeDomain, header, payload)}

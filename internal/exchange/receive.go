@@ -68,8 +68,11 @@ func (s *Service) receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 	// Verification and decryption dominate the cost of a delivery; they are
 	// independent per envelope, so a batch uses every core.
 	checked := make([]*incoming, len(envs))
+	// The envelopes the sender signed together share one signature,
+	// checked once.
+	v := envelope.NewVerifier(s.cfg.Directory.Directory())
 	parallel(len(envs), func(i int) {
-		checked[i], results[i] = s.check(peer, envs[i], now)
+		checked[i], results[i] = s.check(v, peer, envs[i], now)
 	})
 	var todo, firsts []*incoming
 	first := map[string]*incoming{}
@@ -179,7 +182,7 @@ func receiptEntries(stored []*incoming) []*pocnetv1.ReceiptEntry {
 
 // check verifies and opens one envelope and applies policy, all before the
 // store is involved: a refused envelope leaves no trace.
-func (s *Service) check(peer identity.ID, env *pocnetv1.Envelope, now time.Time) (*incoming, *pocnetv1.DeliveryResult) {
+func (s *Service) check(v *envelope.Verifier, peer identity.ID, env *pocnetv1.Envelope, now time.Time) (*incoming, *pocnetv1.DeliveryResult) {
 	dir := s.cfg.Directory.Directory()
 	h, err := envelope.DecodeHeader(env)
 	if err != nil {
@@ -198,7 +201,7 @@ func (s *Service) check(peer identity.ID, env *pocnetv1.Envelope, now time.Time)
 	if h.GetFromState() != peer.State {
 		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "envelope from %s delivered by the node of %s; nodes deliver only their own state's envelopes", h.GetFromState(), peer.State)
 	}
-	opened, err := envelope.Open(env, dir, s.cfg.Opener)
+	opened, err := v.Open(env, s.cfg.Opener)
 	switch {
 	case errors.Is(err, directory.ErrUnknownKey):
 		// Most likely a key the sender's state published in a directory

@@ -57,6 +57,8 @@ type Service struct {
 	log    *zap.Logger
 	relay  Enqueuer
 	recent *recent
+	// signer signs the envelopes built at the same time together.
+	signer *envelope.Batcher
 }
 
 // New returns a Service.
@@ -73,7 +75,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, relay: cfg.Relay, recent: newRecent()}, nil
+	return &Service{cfg: cfg, log: cfg.Logger, relay: cfg.Relay, recent: newRecent(), signer: envelope.NewBatcher(cfg.Signer)}, nil
 }
 
 // SetRelay sets the worker that delivers committed outbox entries. It must
@@ -282,18 +284,20 @@ func withDefaults(c *pocnetv1.Communication, parent *pocnetv1.Message) *pocnetv1
 	return c
 }
 
-// outboundRecord signs a new envelope and builds its record, outside the
-// commit goroutine so that signing never holds up other writers.
+// outboundRecord seals and signs a new envelope and builds its record,
+// outside the commit goroutine so that signing never holds up other
+// writers. Envelopes built by concurrent requests are signed together.
 func (s *Service) outboundRecord(h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload, now time.Time) (*storev1.MessageRecord, error) {
 	key, ok := s.cfg.Directory.Directory().SealingKey(h.GetToState())
 	if !ok {
 		return nil, errorf(ErrFailedPrecondition, "the directory publishes no active encryption key for %s; nothing can be sealed to it", h.GetToState())
 	}
-	b, err := envelope.Build(s.cfg.Signer, s.cfg.Sealer, key, h, p)
+	b, err := envelope.Seal(s.cfg.Sealer, key, h, p)
 	if err != nil {
 		// Every field was validated; what is left is the envelope's total size.
 		return nil, errorf(ErrInvalidArgument, "communication: %v", err)
 	}
+	s.signer.Sign(b.Envelope, h.GetToState())
 	v := messageFromHeader(h, p)
 	v.Direction = pocnetv1.Direction_DIRECTION_OUTBOUND
 	v.Status = pocnetv1.Status_STATUS_ACCEPTED

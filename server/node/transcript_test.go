@@ -5,8 +5,10 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -418,4 +420,50 @@ func gcm(t *testing.T, key []byte) cipher.AEAD {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// Communications sent at the same time are signed together by the sending
+// node: the recipient stores them as signed, each one's transcript verifies
+// alone, offline, and some share a signature.
+func TestConcurrentSendsSignedTogether(t *testing.T) {
+	f := testfed.Start(t, testfed.Options{})
+	a := f.Contact("XAA", "technical")
+	const senders, each = 16, 4
+	ids := make(chan string, senders*each)
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Go(func() {
+			for j := range each {
+				ids <- send(t, a, "XBB", "technical", rfi(fmt.Sprintf("Burst %d.%d", i, j))).GetId()
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	dir := offline(t, f)
+	b := records(f, "XBB", "technical")
+	signatures := map[string]int{}
+	largest := uint32(0)
+	n := 0
+	for id := range ids {
+		waitReceipt(t, a, id)
+		tr := exportThread(t, b, id)
+		if _, err := transcript.Verify(tr, dir); err != nil {
+			t.Fatalf("transcript of %s exported by XBB: %v", id, err)
+		}
+		env := tr.GetEntries()[0].GetEnvelope()
+		if env.GetTree() == nil {
+			t.Fatalf("envelope %s has no signature tree", id)
+		}
+		signatures[string(env.GetSignature().GetValue())]++
+		largest = max(largest, env.GetTree().GetSize())
+		n++
+	}
+	if n != senders*each {
+		t.Fatalf("%d messages sent, want %d", n, senders*each)
+	}
+	if len(signatures) >= n || largest < 2 {
+		t.Fatalf("%d messages sent at once carry %d distinct signatures, largest tree %d: none were signed together", n, len(signatures), largest)
+	}
+	t.Logf("%d messages, %d signatures, largest tree %d", n, len(signatures), largest)
 }

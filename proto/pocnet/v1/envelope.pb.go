@@ -708,14 +708,22 @@ func (x *Signature) GetValue() []byte {
 	return nil
 }
 
-// Envelope carries one header and one payload between nodes. The signature
-// covers a domain-separation prefix, the length of header, header and
-// payload, exactly as transmitted.
+// Envelope carries one header and one payload between nodes. Its signing
+// input is a domain-separation prefix, then the length of the header, the
+// header, the length of the payload and the payload, exactly as
+// transmitted.
+//
+// Without a tree, the signature is over that input. With one, the sending
+// node signed several envelopes, all to the same state, at once: the
+// signature is over the root of the Merkle tree of their signing inputs
+// (see SignatureTree), and tree proves that this envelope's input is a leaf
+// of it.
 type Envelope struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Header        []byte                 `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	Payload       []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
 	Signature     *Signature             `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	Tree          *SignatureTree         `protobuf:"bytes,4,opt,name=tree,proto3" json:"tree,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -771,6 +779,83 @@ func (x *Envelope) GetSignature() *Signature {
 	return nil
 }
 
+func (x *Envelope) GetTree() *SignatureTree {
+	if x != nil {
+		return x.Tree
+	}
+	return nil
+}
+
+// SignatureTree places an envelope in a batch of envelopes signed together.
+// The tree is the Merkle tree of RFC 9162 (section 2.1) with SHA-256 over
+// the signing inputs of the batch, in order; the signature covers a
+// domain-separation prefix, the tree's root and its size. An envelope so
+// signed is verified alone, like any other; what it reveals of the others
+// in its batch, all sent to the same state, is their number.
+type SignatureTree struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Size is how many envelopes were signed together, at least 1.
+	Size uint32 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// Index is this envelope's leaf, from 0.
+	Index uint32 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// Path is the inclusion proof of the leaf: the sibling hashes from the
+	// leaf up to the root (RFC 9162, 2.1.3), each 32 bytes.
+	Path          [][]byte `protobuf:"bytes,3,rep,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignatureTree) Reset() {
+	*x = SignatureTree{}
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignatureTree) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignatureTree) ProtoMessage() {}
+
+func (x *SignatureTree) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignatureTree.ProtoReflect.Descriptor instead.
+func (*SignatureTree) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SignatureTree) GetSize() uint32 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SignatureTree) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SignatureTree) GetPath() [][]byte {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
 // ReceiptEntry is what a recipient's node attests about one envelope: a leaf
 // of the tree whose root a ReceiptBody signs.
 type ReceiptEntry struct {
@@ -787,7 +872,7 @@ type ReceiptEntry struct {
 
 func (x *ReceiptEntry) Reset() {
 	*x = ReceiptEntry{}
-	mi := &file_pocnet_v1_envelope_proto_msgTypes[6]
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +884,7 @@ func (x *ReceiptEntry) String() string {
 func (*ReceiptEntry) ProtoMessage() {}
 
 func (x *ReceiptEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_envelope_proto_msgTypes[6]
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +897,7 @@ func (x *ReceiptEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptEntry.ProtoReflect.Descriptor instead.
 func (*ReceiptEntry) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{6}
+	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReceiptEntry) GetEnvelopeId() string {
@@ -859,7 +944,7 @@ type ReceiptBody struct {
 
 func (x *ReceiptBody) Reset() {
 	*x = ReceiptBody{}
-	mi := &file_pocnet_v1_envelope_proto_msgTypes[7]
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +956,7 @@ func (x *ReceiptBody) String() string {
 func (*ReceiptBody) ProtoMessage() {}
 
 func (x *ReceiptBody) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_envelope_proto_msgTypes[7]
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +969,7 @@ func (x *ReceiptBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptBody.ProtoReflect.Descriptor instead.
 func (*ReceiptBody) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{7}
+	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReceiptBody) GetFromState() string {
@@ -942,7 +1027,7 @@ type Receipt struct {
 
 func (x *Receipt) Reset() {
 	*x = Receipt{}
-	mi := &file_pocnet_v1_envelope_proto_msgTypes[8]
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1039,7 @@ func (x *Receipt) String() string {
 func (*Receipt) ProtoMessage() {}
 
 func (x *Receipt) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_envelope_proto_msgTypes[8]
+	mi := &file_pocnet_v1_envelope_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1052,7 @@ func (x *Receipt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
 func (*Receipt) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{8}
+	return file_pocnet_v1_envelope_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Receipt) GetBody() []byte {
@@ -1047,11 +1132,16 @@ const file_pocnet_v1_envelope_proto_rawDesc = "" +
 	"\tSignature\x12;\n" +
 	"\talgorithm\x18\x01 \x01(\x0e2\x1d.pocnet.v1.SignatureAlgorithmR\talgorithm\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05valueJ\x04\b\x04\x10\x05R\x11certificate_chain\"p\n" +
+	"\x05value\x18\x03 \x01(\fR\x05valueJ\x04\b\x04\x10\x05R\x11certificate_chain\"\x9e\x01\n" +
 	"\bEnvelope\x12\x16\n" +
 	"\x06header\x18\x01 \x01(\fR\x06header\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x122\n" +
-	"\tsignature\x18\x03 \x01(\v2\x14.pocnet.v1.SignatureR\tsignature\"\xa6\x01\n" +
+	"\tsignature\x18\x03 \x01(\v2\x14.pocnet.v1.SignatureR\tsignature\x12,\n" +
+	"\x04tree\x18\x04 \x01(\v2\x18.pocnet.v1.SignatureTreeR\x04tree\"M\n" +
+	"\rSignatureTree\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\rR\x04size\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\rR\x05index\x12\x12\n" +
+	"\x04path\x18\x03 \x03(\fR\x04path\"\xa6\x01\n" +
 	"\fReceiptEntry\x12\x1f\n" +
 	"\venvelope_id\x18\x01 \x01(\tR\n" +
 	"envelopeId\x12'\n" +
@@ -1104,7 +1194,7 @@ func file_pocnet_v1_envelope_proto_rawDescGZIP() []byte {
 }
 
 var file_pocnet_v1_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_pocnet_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_pocnet_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_pocnet_v1_envelope_proto_goTypes = []any{
 	(EnvelopeType)(0),             // 0: pocnet.v1.EnvelopeType
 	(PayloadEncoding)(0),          // 1: pocnet.v1.PayloadEncoding
@@ -1116,35 +1206,37 @@ var file_pocnet_v1_envelope_proto_goTypes = []any{
 	(*Decline)(nil),               // 7: pocnet.v1.Decline
 	(*Signature)(nil),             // 8: pocnet.v1.Signature
 	(*Envelope)(nil),              // 9: pocnet.v1.Envelope
-	(*ReceiptEntry)(nil),          // 10: pocnet.v1.ReceiptEntry
-	(*ReceiptBody)(nil),           // 11: pocnet.v1.ReceiptBody
-	(*Receipt)(nil),               // 12: pocnet.v1.Receipt
-	(Kind)(0),                     // 13: pocnet.v1.Kind
-	(Urgency)(0),                  // 14: pocnet.v1.Urgency
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*Communication)(nil),         // 16: pocnet.v1.Communication
+	(*SignatureTree)(nil),         // 10: pocnet.v1.SignatureTree
+	(*ReceiptEntry)(nil),          // 11: pocnet.v1.ReceiptEntry
+	(*ReceiptBody)(nil),           // 12: pocnet.v1.ReceiptBody
+	(*Receipt)(nil),               // 13: pocnet.v1.Receipt
+	(Kind)(0),                     // 14: pocnet.v1.Kind
+	(Urgency)(0),                  // 15: pocnet.v1.Urgency
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*Communication)(nil),         // 17: pocnet.v1.Communication
 }
 var file_pocnet_v1_envelope_proto_depIdxs = []int32{
 	0,  // 0: pocnet.v1.EnvelopeHeader.type:type_name -> pocnet.v1.EnvelopeType
-	13, // 1: pocnet.v1.EnvelopeHeader.kind:type_name -> pocnet.v1.Kind
-	14, // 2: pocnet.v1.EnvelopeHeader.urgency:type_name -> pocnet.v1.Urgency
-	15, // 3: pocnet.v1.EnvelopeHeader.created_at:type_name -> google.protobuf.Timestamp
-	15, // 4: pocnet.v1.EnvelopeHeader.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 1: pocnet.v1.EnvelopeHeader.kind:type_name -> pocnet.v1.Kind
+	15, // 2: pocnet.v1.EnvelopeHeader.urgency:type_name -> pocnet.v1.Urgency
+	16, // 3: pocnet.v1.EnvelopeHeader.created_at:type_name -> google.protobuf.Timestamp
+	16, // 4: pocnet.v1.EnvelopeHeader.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 5: pocnet.v1.EnvelopeHeader.payload_encoding:type_name -> pocnet.v1.PayloadEncoding
-	15, // 6: pocnet.v1.EnvelopeHeader.respond_by:type_name -> google.protobuf.Timestamp
-	16, // 7: pocnet.v1.Payload.communication:type_name -> pocnet.v1.Communication
+	16, // 6: pocnet.v1.EnvelopeHeader.respond_by:type_name -> google.protobuf.Timestamp
+	17, // 7: pocnet.v1.Payload.communication:type_name -> pocnet.v1.Communication
 	6,  // 8: pocnet.v1.Payload.acknowledgement:type_name -> pocnet.v1.Acknowledgement
 	7,  // 9: pocnet.v1.Payload.decline:type_name -> pocnet.v1.Decline
 	2,  // 10: pocnet.v1.Signature.algorithm:type_name -> pocnet.v1.SignatureAlgorithm
 	8,  // 11: pocnet.v1.Envelope.signature:type_name -> pocnet.v1.Signature
-	3,  // 12: pocnet.v1.ReceiptEntry.outcome:type_name -> pocnet.v1.DeliveryOutcome
-	15, // 13: pocnet.v1.ReceiptBody.received_at:type_name -> google.protobuf.Timestamp
-	8,  // 14: pocnet.v1.Receipt.signature:type_name -> pocnet.v1.Signature
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	10, // 12: pocnet.v1.Envelope.tree:type_name -> pocnet.v1.SignatureTree
+	3,  // 13: pocnet.v1.ReceiptEntry.outcome:type_name -> pocnet.v1.DeliveryOutcome
+	16, // 14: pocnet.v1.ReceiptBody.received_at:type_name -> google.protobuf.Timestamp
+	8,  // 15: pocnet.v1.Receipt.signature:type_name -> pocnet.v1.Signature
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_pocnet_v1_envelope_proto_init() }
@@ -1164,7 +1256,7 @@ func file_pocnet_v1_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pocnet_v1_envelope_proto_rawDesc), len(file_pocnet_v1_envelope_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
