@@ -20,7 +20,9 @@ import (
 // anyone holding the directory, over its exact bytes; the recipient checks
 // each distinct signature once (Verifier). A tree only ever holds envelopes
 // to one state, which receives them all: what an envelope reveals of the
-// others in its tree is their number, as for receipts.
+// others in its tree is their number, as for receipts. An envelope signed
+// alone carries no tree and verifies on nodes that predate trees; one
+// signed in a tree needs a recipient of this version or later.
 
 const (
 	// MaxSignedTogether bounds the envelopes one signature covers: what a
@@ -57,16 +59,17 @@ func SignTogether(s *Signer, envs ...*pocnetv1.Envelope) error {
 	if len(envs) == 0 || len(envs) > MaxSignedTogether {
 		return fmt.Errorf("envelope: %d envelopes to sign together, want 1 to %d", len(envs), MaxSignedTogether)
 	}
-	signTree(s, envs)
-	return nil
-}
-
-// signTree is SignTogether for 1 to MaxSignedTogether envelopes.
-func signTree(s *Signer, envs []*pocnetv1.Envelope) {
 	hashes := make([][]byte, len(envs))
 	for i, env := range envs {
 		hashes[i] = envelopeLeaf(env)
 	}
+	signTree(s, envs, hashes)
+	return nil
+}
+
+// signTree is SignTogether for 1 to MaxSignedTogether envelopes whose leaf
+// hashes are known.
+func signTree(s *Signer, envs []*pocnetv1.Envelope, hashes [][]byte) {
 	root, paths := treeRoot(hashes)
 	size := uint32(len(envs))
 	sig := s.sign(envelopeTreeDomain, treeInput(root, size)...)
@@ -76,24 +79,39 @@ func signTree(s *Signer, envs []*pocnetv1.Envelope) {
 	}
 }
 
-// Batcher signs the envelopes of concurrent callers together: a caller that
-// finds no signing under way signs at once, alone or with whoever queued
-// meanwhile; callers that arrive while a signature is being made queue, and
-// the next of them signs for all of them, one tree per recipient state. A
-// lone caller never waits for company.
+// signAlone signs env by itself, without a tree, as every node has always
+// been able to verify.
+func signAlone(s *Signer, env *pocnetv1.Envelope) {
+	env.Signature = s.sign(envelopeDomain, env.GetHeader(), env.GetPayload())
+	env.Tree = nil
+}
+
+// Batcher signs the envelopes of concurrent callers together, one lane per
+// recipient state: a caller that finds no signing under way in its lane
+// signs at once, alone or with whoever queued meanwhile; callers that arrive
+// while a signature is being made queue, and the next of them signs for all
+// of them. A lone caller never waits for company, and its envelope is signed
+// alone, without a tree. Lanes of different states sign in parallel, and
+// each caller hashes its own envelope before it queues.
 type Batcher struct {
 	s *Signer
 
 	mu    sync.Mutex
-	queue []*toSign
-	busy  bool // a caller is signing, or has been handed the turn
+	lanes map[string]*lane // by recipient state; at most one per member
 
 	signatures atomic.Uint64
 }
 
+// lane is the queue of one recipient state.
+type lane struct {
+	mu    sync.Mutex
+	queue []*toSign
+	busy  bool // a caller is signing, or has been handed the turn
+}
+
 type toSign struct {
-	env *pocnetv1.Envelope
-	to  string
+	env  *pocnetv1.Envelope
+	leaf []byte
 	// turn is sent true once env is signed, or false when its caller is to
 	// sign the queue.
 	turn chan bool
@@ -101,21 +119,33 @@ type toSign struct {
 
 // NewBatcher returns a Batcher signing with s.
 func NewBatcher(s *Signer) *Batcher {
-	return &Batcher{s: s}
+	return &Batcher{s: s, lanes: map[string]*lane{}}
 }
 
 // Signatures returns how many signatures the Batcher has made.
 func (b *Batcher) Signatures() uint64 { return b.signatures.Load() }
 
-// Sign signs env, built by this node and sealed to state to, possibly
-// together with envelopes other callers are signing.
-func (b *Batcher) Sign(env *pocnetv1.Envelope, to string) {
-	me := &toSign{env: env, to: to, turn: make(chan bool, 1)}
+func (b *Batcher) lane(to string) *lane {
 	b.mu.Lock()
-	b.queue = append(b.queue, me)
-	lead := !b.busy
-	b.busy = true
-	b.mu.Unlock()
+	defer b.mu.Unlock()
+	l := b.lanes[to]
+	if l == nil {
+		l = &lane{}
+		b.lanes[to] = l
+	}
+	return l
+}
+
+// Sign signs env, built by this node and sealed to state to, possibly
+// together with envelopes to the same state that other callers are signing.
+func (b *Batcher) Sign(env *pocnetv1.Envelope, to string) {
+	me := &toSign{env: env, leaf: envelopeLeaf(env), turn: make(chan bool, 1)}
+	l := b.lane(to)
+	l.mu.Lock()
+	l.queue = append(l.queue, me)
+	lead := !l.busy
+	l.busy = true
+	l.mu.Unlock()
 	if !lead && <-me.turn {
 		return
 	}
@@ -123,46 +153,44 @@ func (b *Batcher) Sign(env *pocnetv1.Envelope, to string) {
 	// load other callers are runnable and about to queue: letting them run
 	// first makes the batch larger; alone, this costs nothing.
 	runtime.Gosched()
-	b.mu.Lock()
-	n := min(len(b.queue), MaxSignedTogether)
-	batch := b.queue[:n:n]
-	b.queue = b.queue[n:]
-	b.mu.Unlock()
+	l.mu.Lock()
+	n := min(len(l.queue), MaxSignedTogether)
+	batch := append([]*toSign(nil), l.queue[:n]...)
+	// Signed envelopes must not stay reachable from the queue's array.
+	clear(l.queue[:n])
+	if l.queue = l.queue[n:]; len(l.queue) == 0 {
+		l.queue = nil
+	}
+	l.mu.Unlock()
 	b.signBatch(batch)
 	for _, t := range batch {
 		if t != me {
 			t.turn <- true
 		}
 	}
-	b.mu.Lock()
-	if len(b.queue) > 0 {
+	l.mu.Lock()
+	if len(l.queue) > 0 {
 		// The first caller who queued meanwhile signs next.
-		next := b.queue[0]
-		b.mu.Unlock()
+		next := l.queue[0]
+		l.mu.Unlock()
 		next.turn <- false
 		return
 	}
-	b.busy = false
-	b.mu.Unlock()
+	l.busy = false
+	l.mu.Unlock()
 }
 
-// signBatch signs batch, one tree per recipient state, in queue order.
+// signBatch signs the envelopes of one lane: alone, or as one tree.
 func (b *Batcher) signBatch(batch []*toSign) {
-	done := make([]bool, len(batch))
-	envs := make([]*pocnetv1.Envelope, 0, len(batch))
-	for i, t := range batch {
-		if done[i] {
-			continue
-		}
-		envs = envs[:0]
-		for j := i; j < len(batch); j++ {
-			if !done[j] && batch[j].to == t.to {
-				envs = append(envs, batch[j].env)
-				done[j] = true
-			}
-		}
-		// At most MaxSignedTogether, from a batch no longer than that.
-		signTree(b.s, envs)
-		b.signatures.Add(1)
+	b.signatures.Add(1)
+	if len(batch) == 1 {
+		signAlone(b.s, batch[0].env)
+		return
 	}
+	envs := make([]*pocnetv1.Envelope, len(batch))
+	hashes := make([][]byte, len(batch))
+	for i, t := range batch {
+		envs[i], hashes[i] = t.env, t.leaf
+	}
+	signTree(b.s, envs, hashes)
 }

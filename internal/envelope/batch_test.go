@@ -1,12 +1,17 @@
 package envelope_test
 
 import (
+	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/pocnet/pocnet/internal/directory"
 	"github.com/pocnet/pocnet/internal/envelope"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 )
@@ -104,8 +109,8 @@ func TestSignedTogetherRefusesTampering(t *testing.T) {
 		{"payload altered", func(e *pocnetv1.Envelope) { e.Payload = flip(e.Payload, 7) }, envelope.ErrBadSignature},
 		{"signature of another tree", func(e *pocnetv1.Envelope) { e.Signature = other[0].GetSignature() }, envelope.ErrBadSignature},
 		{"tree dropped: the signature is not over the envelope alone", func(e *pocnetv1.Envelope) { e.Tree = nil }, envelope.ErrBadSignature},
-		{"signature of another state's tree, same key id", func(e *pocnetv1.Envelope) {
-			e.Signature = &pocnetv1.Signature{Algorithm: byXCC[0].GetSignature().GetAlgorithm(), KeyId: e.GetSignature().GetKeyId(), Value: byXCC[0].GetSignature().GetValue()}
+		{"signature and key of another state", func(e *pocnetv1.Envelope) {
+			e.Signature, e.Tree = byXCC[0].GetSignature(), byXCC[0].GetTree()
 		}, envelope.ErrBadSignature},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,9 +138,9 @@ func TestSignedTogetherRefusesTampering(t *testing.T) {
 	}
 }
 
-// An envelope signed alone without a tree, as nodes signed them before
-// trees, still verifies; its signature does not pass for a tree's, nor a
-// tree's for its.
+// An envelope signed alone, without a tree, as nodes signed every envelope
+// before trees and still sign a lone one, verifies; its signature does not
+// pass for a tree's, nor a tree's for its.
 func TestSignedAloneStillVerifies(t *testing.T) {
 	f := newFixture(t)
 	env := f.sealed(t, "XAA", "XBB", 1)[0]
@@ -147,6 +152,15 @@ func TestSignedAloneStillVerifies(t *testing.T) {
 	withTree.Tree = &pocnetv1.SignatureTree{Size: 1}
 	if _, err := envelope.Verify(withTree, f.dir); !errors.Is(err, envelope.ErrBadSignature) {
 		t.Fatalf("a signature over the envelope passed as a tree's: %v", err)
+	}
+	// A Batcher with a single caller signs alone too.
+	lone := f.sealed(t, "XAA", "XBB", 1)[0]
+	envelope.NewBatcher(f.signer["XAA"]).Sign(lone, "XBB")
+	if lone.GetTree() != nil {
+		t.Fatalf("a lone envelope was signed in a tree of %d", lone.GetTree().GetSize())
+	}
+	if _, err := envelope.Verify(lone, f.dir); err != nil {
+		t.Fatalf("lone envelope from a Batcher refused: %v", err)
 	}
 	if err := envelope.SignTogether(f.signer["XAA"], env); err != nil {
 		t.Fatal(err)
@@ -207,4 +221,46 @@ func TestBatcher(t *testing.T) {
 		t.Fatalf("%d signatures counted, %d distinct, for %d envelopes: they were hardly signed together", got, len(roots), senders*each)
 	}
 	t.Logf("%d envelopes, %d signatures", senders*each, len(roots))
+}
+
+// retiredKeys is a directory in which every signing key was retired at at.
+type retiredKeys struct {
+	*directory.Directory
+	at time.Time
+}
+
+func (r retiredKeys) SigningKeyValid(state, id string, madeAt time.Time) (ed25519.PublicKey, error) {
+	if !madeAt.Before(r.at) {
+		return nil, fmt.Errorf("signing key %s of %s was retired at %s", id, state, r.at)
+	}
+	return r.Directory.SigningKeyValid(state, id, madeAt)
+}
+
+// Whether the signing key could sign an envelope when it was made is
+// checked for every envelope of a tree, even once the tree's signature is
+// known to be good.
+func TestSignedTogetherKeyValidityPerEnvelope(t *testing.T) {
+	f := newFixture(t)
+	key, _ := f.dir.SealingKey("XBB")
+	now := time.Now()
+	var envs []*pocnetv1.Envelope
+	for _, made := range []time.Time{now.Add(-time.Hour), now} {
+		h := header(f.fed.ID, "XAA", "XBB")
+		h.CreatedAt = timestamppb.New(made)
+		b, err := envelope.Seal(f.sealer["XAA"], key, h, payload())
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs = append(envs, b.Envelope)
+	}
+	if err := envelope.SignTogether(f.signer["XAA"], envs...); err != nil {
+		t.Fatal(err)
+	}
+	v := envelope.NewVerifier(retiredKeys{f.dir, now.Add(-30 * time.Minute)})
+	if _, err := v.Verify(envs[0]); err != nil {
+		t.Fatalf("envelope made before the key was retired refused: %v", err)
+	}
+	if _, err := v.Verify(envs[1]); !errors.Is(err, envelope.ErrBadSignature) {
+		t.Fatalf("envelope made after the key was retired, in a tree already verified: %v", err)
+	}
 }

@@ -41,14 +41,14 @@ type Built struct {
 }
 
 // Build seals p to the recipient's encryption key, serializes h with the
-// sealing fields set, and signs header and sealed payload, alone (a tree of
-// one). A node signing many envelopes at once uses Seal and a Batcher.
+// sealing fields set, and signs header and sealed payload, alone (without
+// a tree). A node signing many envelopes at once uses Seal and a Batcher.
 func Build(s *Signer, sl *Sealer, to *pocnetv1.EncryptionKey, h *pocnetv1.EnvelopeHeader, p *pocnetv1.Payload) (*Built, error) {
 	b, err := Seal(sl, to, h, p)
 	if err != nil {
 		return nil, err
 	}
-	signTree(s, []*pocnetv1.Envelope{b.Envelope})
+	signAlone(s, b.Envelope)
 	return b, nil
 }
 

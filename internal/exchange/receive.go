@@ -69,10 +69,12 @@ func (s *Service) receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 	// independent per envelope, so a batch uses every core.
 	checked := make([]*incoming, len(envs))
 	// The envelopes the sender signed together share one signature,
-	// checked once.
-	v := envelope.NewVerifier(s.cfg.Directory.Directory())
+	// checked once. Every envelope of the call is checked against the same
+	// directory version.
+	dir := s.cfg.Directory.Directory()
+	v := envelope.NewVerifier(dir)
 	parallel(len(envs), func(i int) {
-		checked[i], results[i] = s.check(v, peer, envs[i], now)
+		checked[i], results[i] = s.check(dir, v, peer, envs[i], now)
 	})
 	var todo, firsts []*incoming
 	first := map[string]*incoming{}
@@ -182,8 +184,7 @@ func receiptEntries(stored []*incoming) []*pocnetv1.ReceiptEntry {
 
 // check verifies and opens one envelope and applies policy, all before the
 // store is involved: a refused envelope leaves no trace.
-func (s *Service) check(v *envelope.Verifier, peer identity.ID, env *pocnetv1.Envelope, now time.Time) (*incoming, *pocnetv1.DeliveryResult) {
-	dir := s.cfg.Directory.Directory()
+func (s *Service) check(dir *directory.Directory, v *envelope.Verifier, peer identity.ID, env *pocnetv1.Envelope, now time.Time) (*incoming, *pocnetv1.DeliveryResult) {
 	h, err := envelope.DecodeHeader(env)
 	if err != nil {
 		return nil, refusal("", pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "%v", err)

@@ -26,6 +26,7 @@ import (
 // records stop making sense, which Pebble accepts of the newest log only.
 // TestZeroFilledLogRecovers opens a copy of a running store.
 
+// zeros is one piece of a fill (zeroFill).
 var zeros = make([]byte, 256<<10)
 
 // walFillFS wraps fs so that the log files Pebble creates or recycles are
@@ -37,7 +38,9 @@ type walFillFS struct {
 
 // fillSizes are how much is zeroed and when.
 type fillSizes struct {
-	// first is zeroed when a log is created, before Pebble writes to it.
+	// first is zeroed when a log is created, before Pebble writes to it;
+	// Pebble creates logs on its commit path, so it is kept small. The
+	// background fill starts with Pebble's first write.
 	first int64
 	// chunk is zeroed at a time, in the background, whenever fewer than
 	// ahead zeroed bytes are left ahead of Pebble's writes.
@@ -46,7 +49,7 @@ type fillSizes struct {
 
 // A memtable (32 MiB) fills in a few seconds of a crisis burst, so the
 // background fill must outpace that: 4 MiB zeroed and synced took 3 ms here.
-var defaultFill = fillSizes{first: 1 << 20, chunk: 4 << 20, ahead: 2 << 20}
+var defaultFill = fillSizes{first: 256 << 10, chunk: 4 << 20, ahead: 2 << 20}
 
 func (fs walFillFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, category)
@@ -145,14 +148,20 @@ func (z *fillAhead) startFill(from, n int64) {
 	}()
 }
 
-// zeroFill writes n zeros into f from offset from, and syncs them.
+// zeroFill writes n zeros into f from offset from, and syncs them, a piece
+// at a time: a piece of zeros written but not yet synced is written back by
+// whichever fdatasync comes first, Pebble's own included, so pieces are
+// kept small enough not to hold a commit up for long.
 func zeroFill(f vfs.File, from, n int64) error {
 	for off := from; off < from+n; off += int64(len(zeros)) {
 		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), from+n-off)], off); err != nil {
 			return err
 		}
+		if err := f.SyncData(); err != nil {
+			return err
+		}
 	}
-	return f.SyncData()
+	return nil
 }
 
 func (z *fillAhead) Close() error {
