@@ -9,9 +9,9 @@ import (
 // Every acknowledgement waits for an fdatasync of Pebble's write-ahead log.
 // When that write lies beyond the end of the file, the file grows, and
 // fdatasync must also commit the new size through the file system's journal:
-// on ext4 here that doubled its cost (about 195 µs against 100 µs for the
-// same 4.8 KiB written over bytes already on disk; BenchmarkLoneUpdate: a
-// lone update took 205-212 µs against 126-142 µs). Pebble avoids this by
+// on ext4 here an fdatasync after 4.8 KiB of random data took 170-200 µs
+// appended against 95-133 µs written over bytes already on disk
+// (BenchmarkLoneUpdate: a lone update's median 202 µs against 128-136 µs). Pebble avoids this by
 // recycling old log files, but only once a memtable has been flushed: a
 // node's first log after each start, which on a quiet node is its only one
 // for days, grows with every write.
