@@ -136,8 +136,9 @@ func appendSigningInput(out []byte, domain string, parts ...[]byte) []byte {
 }
 
 // SignRaw signs header and payload bytes as they are, alone and without a
-// tree, without building or checking them. It exists for tests and tools that must produce envelopes a
-// correct node would never build, to check that they are refused.
+// tree, without building or checking them. It exists for tests and tools
+// that must produce envelopes a correct node would never build, to check
+// that they are refused.
 func SignRaw(s *Signer, header, payload []byte) *pocnetv1.Envelope {
 	return &pocnetv1.Envelope{Header: header, Payload: payload, Signature: s.sign(envelopeDomain, header, payload)}
 }
