@@ -92,7 +92,7 @@ func signAlone(s *Signer, env *pocnetv1.Envelope) {
 // while a signature is being made queue, and the next of them signs for all
 // of them. A lone caller never waits for company, and its envelope is signed
 // alone, without a tree. Lanes of different states sign in parallel, and
-// each caller hashes its own envelope before it queues.
+// each caller that has to wait hashes its own envelope before it queues.
 type Batcher struct {
 	s *Signer
 
@@ -139,9 +139,17 @@ func (b *Batcher) lane(to string) *lane {
 // Sign signs env, built by this node and sealed to state to, possibly
 // together with envelopes to the same state that other callers are signing.
 func (b *Batcher) Sign(env *pocnetv1.Envelope, to string) {
-	me := &toSign{env: env, leaf: envelopeLeaf(env), turn: make(chan bool, 1)}
+	me := &toSign{env: env, turn: make(chan bool, 1)}
 	l := b.lane(to)
 	l.mu.Lock()
+	if l.busy {
+		// It will wait, and most likely be signed in a tree: it hashes its
+		// leaf now rather than leave it to the caller who signs. A lone
+		// envelope, signed alone, needs no leaf.
+		l.mu.Unlock()
+		me.leaf = envelopeLeaf(env)
+		l.mu.Lock()
+	}
 	l.queue = append(l.queue, me)
 	lead := !l.busy
 	l.busy = true
@@ -190,6 +198,9 @@ func (b *Batcher) signBatch(batch []*toSign) {
 	envs := make([]*pocnetv1.Envelope, len(batch))
 	hashes := make([][]byte, len(batch))
 	for i, t := range batch {
+		if t.leaf == nil {
+			t.leaf = envelopeLeaf(t.env) // the signing caller's own
+		}
 		envs[i], hashes[i] = t.env, t.leaf
 	}
 	signTree(b.s, envs, hashes)
