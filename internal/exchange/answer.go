@@ -298,7 +298,6 @@ func (s *Service) answer(ctx context.Context, caller identity.ID, id string, typ
 		}
 		return s.existing(existing, now)
 	}
-	s.enqueue(rec)
 	s.log.Info("answer accepted", zap.String("id", h.GetId()), zap.String("type", typeName(typ)), zap.String("in_reply_to", id),
 		zap.String("to", h.GetToState()+"/"+h.GetToRole()))
 	// The record was built for this request and is held by no one else.

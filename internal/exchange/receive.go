@@ -51,15 +51,20 @@ type incoming struct {
 // signed receipt once stored durably (DELIVERED, or REJECTED by this state's
 // policy), or a refusal with nothing stored. An envelope id already stored
 // with the same content gets the same receipt again and stores nothing new.
-func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv1.Envelope) ([]*pocnetv1.DeliveryResult, error) {
-	results, err := s.receive(ctx, peer, envs)
+//
+// ready, if not nil, waits until the sender says the envelopes are durable
+// on its side (they were sent ahead, RelayService.DeliverAhead). Receive
+// checks them meanwhile but stores nothing before ready returns nil; if it
+// fails, Receive stores nothing and returns its error.
+func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv1.Envelope, ready func(context.Context) error) ([]*pocnetv1.DeliveryResult, error) {
+	results, err := s.receive(ctx, peer, envs, ready)
 	if err == nil && s.cfg.OnReceived != nil {
 		s.cfg.OnReceived(peer.State, results)
 	}
 	return results, err
 }
 
-func (s *Service) receive(ctx context.Context, peer identity.ID, envs []*pocnetv1.Envelope) ([]*pocnetv1.DeliveryResult, error) {
+func (s *Service) receive(ctx context.Context, peer identity.ID, envs []*pocnetv1.Envelope, ready func(context.Context) error) ([]*pocnetv1.DeliveryResult, error) {
 	if len(envs) > MaxDeliverBatch {
 		return nil, errorf(ErrInvalidArgument, "envelopes: %d in one call, more than the limit of %d", len(envs), MaxDeliverBatch)
 	}
@@ -96,7 +101,7 @@ func (s *Service) receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 		firsts = append(firsts, in)
 	}
 	if len(todo) == 0 {
-		return results, nil
+		return results, s.waitReady(ctx, peer, ready)
 	}
 	// The receipts are signed before the update, so that the signature
 	// does not hold up the commit goroutine (and every writer behind it).
@@ -104,6 +109,9 @@ func (s *Service) receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 	// them only if the commit order confirms that it stores exactly those
 	// (storeIncoming), and signs again otherwise.
 	pre := s.presign(peer.State, firsts, now)
+	if err := s.waitReady(ctx, peer, ready); err != nil {
+		return nil, err
+	}
 	var stored []*incoming
 	err := s.cfg.Store.Update(ctx, func(tx *store.Tx) error {
 		var err error
@@ -132,6 +140,22 @@ func (s *Service) receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 		s.logRefusal(peer.State, results[in.idx])
 	}
 	return results, nil
+}
+
+// waitReady waits for the sender's word that the envelopes sent ahead are
+// durable on its side, if they were sent ahead (ready is not nil). Even a
+// call that stores nothing waits: the sender acts on no result of a call it
+// may still abandon.
+func (s *Service) waitReady(ctx context.Context, peer identity.ID, ready func(context.Context) error) error {
+	if ready == nil {
+		return nil
+	}
+	err := ready(ctx)
+	if err != nil {
+		s.log.Info("delivery sent ahead ended before the sender said its envelopes were durable; nothing was stored, the sender delivers them again",
+			zap.String("peer", peer.State), zap.Error(err))
+	}
+	return err
 }
 
 func (s *Service) logRefusal(peer string, res *pocnetv1.DeliveryResult) {

@@ -14,9 +14,10 @@ const maxRecentBytes = 16 << 20
 // changes once a message is stored: its envelope as signed, the envelope's
 // digest and the communication it carries. The relay worker delivers the envelope of a
 // message just accepted, and a watcher reads the message just received,
-// without reading and decrypting them from the store again. Only what a
-// committed update stored is put here, and the store stays the authority:
-// a message's status is always read from it.
+// without reading and decrypting them from the store again. Only what an
+// update stored is put here, once applied (readable from the store too),
+// and the store stays the authority: a message's status is always read
+// from it.
 //
 // Entries are shared and must never be modified. The oldest go first when
 // the cache is full; a miss only means reading the store.

@@ -243,7 +243,6 @@ func (s *Service) Send(ctx context.Context, caller identity.ID, req *pocnetv1.Se
 	if dup != "" {
 		return s.replay(dup, req.GetRequestId(), digest, now)
 	}
-	s.enqueue(rec)
 	s.log.Info("communication accepted", zap.String("id", h.GetId()), zap.String("to", h.GetToState()+"/"+h.GetToRole()),
 		zap.String("from_role", fromRole), zap.Stringer("kind", h.GetKind()), zap.Stringer("urgency", h.GetUrgency()))
 	// The record was built for this request and is held by no one else:
@@ -327,26 +326,26 @@ func (s *Service) putOutbound(tx *store.Tx, rec *storev1.MessageRecord, actor st
 		return err
 	}
 	tx.AppendEvent(statusEvent(rec.GetView(), now))
+	// The relay gets the envelope as soon as the update is applied, and
+	// sends it ahead while the sync runs: the peer stores it only once the
+	// sync succeeded.
+	tx.OnApplied(func(d *store.Durable) { s.enqueue(d, rec) })
 	v := rec.GetView()
 	audit(tx, now, sentAction(v.GetType()), actor, v, v.GetToState(),
 		fmt.Sprintf("%s %s to %s/%s for %s", typeName(v.GetType()), v.GetCommunication().GetKind(), v.GetToState(), v.GetToRole(), v.GetFromRole()))
 	return nil
 }
 
-// enqueue hands committed outbound messages to the relay worker.
-func (s *Service) enqueue(recs ...*storev1.MessageRecord) {
-	for _, rec := range recs {
-		s.recent.put(rec.GetView().GetId(), rec.GetEnvelope(), rec.GetEnvelopeDigest(), rec.GetView().GetCommunication())
-	}
+// enqueue hands an outbound message, whose update was just applied, to
+// the relay worker; d is the outcome of that update's sync. It runs in the
+// commit goroutine (store.Tx.OnApplied).
+func (s *Service) enqueue(d *store.Durable, rec *storev1.MessageRecord) {
+	s.recent.put(rec.GetView().GetId(), rec.GetEnvelope(), rec.GetEnvelopeDigest(), rec.GetView().GetCommunication())
 	if s.relay == nil {
 		return
 	}
-	items := make([]relay.Item, 0, len(recs))
-	for _, rec := range recs {
-		o := rec.GetOutbox()
-		items = append(items, relay.Item{ID: o.GetMessageId(), Peer: o.GetPeerState(), Urgency: o.GetUrgency(), ExpiresAt: o.GetExpiresAt().AsTime()})
-	}
-	s.relay.Enqueue(items...)
+	o := rec.GetOutbox()
+	s.relay.Enqueue(relay.Item{ID: o.GetMessageId(), Peer: o.GetPeerState(), Urgency: o.GetUrgency(), ExpiresAt: o.GetExpiresAt().AsTime(), Durable: d})
 }
 
 // Recover queues every outbox entry of the store; a node calls it once at

@@ -8,4 +8,10 @@
 // scheduling state, and is rebuilt from the store at start. It must never
 // decide an envelope's fate itself: results go back through the Handler,
 // which commits them. One slow or dead peer must never delay another.
+//
+// An item may be queued as soon as its commit is applied, before it is
+// durable (Item.Durable): it is sent at once, and the Transport sees to it
+// that the peer stores it only once durable here. An item whose commit
+// fails is dropped, never delivered; the commit's failure stops the store,
+// and what is on disk after all is queued again when the node restarts.
 package relay

@@ -21,14 +21,33 @@ type Item struct {
 	Peer      string
 	Urgency   pocnetv1.Urgency
 	ExpiresAt time.Time
-	order     uint64
+	// Durable, if set, is the outcome of the commit that queued the item,
+	// which was queued as soon as it was applied, before it was durable
+	// (store.Tx.OnApplied). Nil means the item is durable.
+	Durable Durability
+	order   uint64
+}
+
+// Durability is the outcome of a commit under way (store.Durable).
+type Durability interface {
+	// Done is closed once the outcome is known.
+	Done() <-chan struct{}
+	// Err is nil once the commit is durable; it is called only after Done.
+	Err() error
 }
 
 // Transport delivers envelopes to a peer node.
 type Transport interface {
 	// Deliver sends envelopes to peer and returns one result per envelope,
 	// in order. An error means nothing is known about any of them.
-	Deliver(ctx context.Context, peer string, envs []*pocnetv1.Envelope) ([]*pocnetv1.DeliveryResult, error)
+	//
+	// ready is nil when every envelope is durable at this node. Otherwise
+	// some are not yet, and ready waits until they are: the transport may
+	// send the envelopes at once, to overlap this node's sync with the
+	// call, but the peer must store none of them before ready returned nil,
+	// and none at all if ready fails, in which case Deliver returns ready's
+	// error.
+	Deliver(ctx context.Context, peer string, envs []*pocnetv1.Envelope, ready func(context.Context) error) ([]*pocnetv1.DeliveryResult, error)
 }
 
 // Handler loads envelopes and commits what happened to them.
@@ -146,8 +165,11 @@ func (w *Worker) peer(state string) *peer {
 	return p
 }
 
-// Enqueue queues items for delivery. Callers enqueue only after the outbox
-// entries are durably committed.
+// Enqueue queues items for delivery. Callers enqueue outbox entries once
+// they are durably committed, or once they are applied, with the outcome of
+// their commit in Item.Durable: such items may be sent ahead, but a peer
+// stores them only once they are durable here, and they are dropped if
+// their commit fails.
 func (w *Worker) Enqueue(items ...Item) {
 	byPeer := map[string][]Item{}
 	w.mu.Lock()
@@ -395,6 +417,10 @@ func (w *Worker) send(p *peer, batch []Item) {
 // attempt makes one Deliver call; it returns the items to queue again and
 // an error when the peer could not be reached.
 func (w *Worker) attempt(p *peer, batch []Item) ([]Item, error) {
+	batch = w.dropLost(p, batch)
+	if len(batch) == 0 {
+		return nil, nil
+	}
 	ids := make([]string, len(batch))
 	for i, it := range batch {
 		ids[i] = it.ID
@@ -416,7 +442,7 @@ func (w *Worker) attempt(p *peer, batch []Item) ([]Item, error) {
 		}
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.DeliverTimeout)
-	results, err := w.cfg.Transport.Deliver(ctx, p.state, envs)
+	results, err := w.cfg.Transport.Deliver(ctx, p.state, envs, readiness(batch))
 	cancel()
 	if err == nil && len(results) != len(envs) {
 		err = errors.New("peer returned a result count that does not match the envelopes sent")
@@ -425,10 +451,15 @@ func (w *Worker) attempt(p *peer, batch []Item) ([]Item, error) {
 		w.cfg.OnResults(p.state, results, err)
 	}
 	if err != nil {
+		batch = append(batch, later...)
+		if lost := w.dropLost(p, batch); len(lost) < len(batch) {
+			// The call failed because a commit did: not the peer's fault.
+			return lost, nil
+		}
 		if w.ctx.Err() == nil {
 			w.log.Info("delivery attempt failed", zap.String("peer", p.state), zap.Int("envelopes", len(envs)), zap.Error(err))
 		}
-		return append(batch, later...), err
+		return batch, err
 	}
 	retry, err := w.cfg.Handler.Delivered(w.ctx, p.state, batch, envs, results)
 	if err != nil {
@@ -436,6 +467,71 @@ func (w *Worker) attempt(p *peer, batch []Item) ([]Item, error) {
 		return append(batch, later...), err
 	}
 	return append(retry, later...), nil
+}
+
+// readiness returns a function that waits until every item of batch is
+// durable, or nil if all already are.
+func readiness(batch []Item) func(context.Context) error {
+	var pending []Durability
+	for _, it := range batch {
+		if it.Durable == nil {
+			continue
+		}
+		select {
+		case <-it.Durable.Done():
+			// Resolved: dropLost already removed the failed ones.
+		default:
+			pending = append(pending, it.Durable)
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		for _, d := range pending {
+			select {
+			case <-d.Done():
+				if err := d.Err(); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+}
+
+// dropLost returns batch without the items whose commit failed: they were
+// never acknowledged to anyone and may not be on disk, so they must not be
+// delivered. If they are on disk after all, the node's restart queues them
+// again from the outbox.
+func (w *Worker) dropLost(p *peer, batch []Item) []Item {
+	kept := batch[:0:0]
+	lost := 0
+	for i, it := range batch {
+		if it.Durable != nil {
+			select {
+			case <-it.Durable.Done():
+				if it.Durable.Err() != nil {
+					if lost == 0 {
+						kept = append(kept, batch[:i]...)
+					}
+					lost++
+					continue
+				}
+			default:
+			}
+		}
+		if lost > 0 {
+			kept = append(kept, it)
+		}
+	}
+	if lost == 0 {
+		return batch
+	}
+	w.log.Error("envelopes not delivered: the commit that queued them failed", zap.String("peer", p.state), zap.Int("envelopes", lost))
+	return kept
 }
 
 // backoff is capped exponential backoff with jitter: a random wait in

@@ -26,6 +26,8 @@ type transport struct {
 type call struct {
 	peer string
 	ids  []string
+	// ahead says the call was made before every envelope was durable.
+	ahead bool
 }
 
 func newTransport() *transport {
@@ -38,12 +40,19 @@ func (f *transport) set(m map[string]bool, peer string, v bool) {
 	f.mu.Unlock()
 }
 
-func (f *transport) Deliver(ctx context.Context, peer string, envs []*pocnetv1.Envelope) ([]*pocnetv1.DeliveryResult, error) {
+// Deliver acts as a peer that takes envelopes sent ahead: it waits for
+// ready before it answers, as RelayService.DeliverAhead does.
+func (f *transport) Deliver(ctx context.Context, peer string, envs []*pocnetv1.Envelope, ready func(context.Context) error) ([]*pocnetv1.DeliveryResult, error) {
 	ids := make([]string, len(envs))
 	for i, e := range envs {
 		ids[i] = string(e.GetHeader())
 	}
-	f.calls <- call{peer, ids}
+	f.calls <- call{peer, ids, ready != nil}
+	if ready != nil {
+		if err := ready(ctx); err != nil {
+			return nil, err
+		}
+	}
 	f.mu.Lock()
 	fail, block := f.fail[peer], f.block[peer]
 	f.mu.Unlock()
@@ -256,5 +265,96 @@ func TestBackoffBounds(t *testing.T) {
 				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", failures, d, full/2, full)
 			}
 		}
+	}
+}
+
+// durability is a commit under way that the test resolves.
+type durability struct {
+	done chan struct{}
+	err  error
+}
+
+func newDurability() *durability { return &durability{done: make(chan struct{})} }
+
+func (d *durability) Done() <-chan struct{} { return d.done }
+func (d *durability) Err() error            { return d.err }
+func (d *durability) resolve(err error) {
+	d.err = err
+	close(d.done)
+}
+
+// waitCount waits until h counts n deliveries of id.
+func waitCount(t *testing.T, h *handler, id string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for h.count(id) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s delivered %d times, want %d", id, h.count(id), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSentAhead: an item queued before its commit is durable is sent at
+// once, ahead, and its delivery completes only once the commit is durable.
+func TestSentAhead(t *testing.T) {
+	tr, h := newTransport(), newHandler()
+	w := New(Config{Transport: tr, Handler: h})
+	defer w.Stop()
+	d := newDurability()
+	w.Enqueue(Item{ID: "m1", Peer: "XBB", Durable: d})
+	c := next(t, tr.calls)
+	if !c.ahead || len(c.ids) != 1 || c.ids[0] != "m1" {
+		t.Fatalf("call %+v, want m1 sent ahead of its commit", c)
+	}
+	// The peer (transport) waits for ready; nothing is delivered yet.
+	time.Sleep(20 * time.Millisecond)
+	if n := h.count("m1"); n != 0 {
+		t.Fatalf("m1 delivered %d times before its commit was durable", n)
+	}
+	d.resolve(nil)
+	waitCount(t, h, "m1", 1)
+
+	// Once durable, an item goes as any other: no waiting.
+	w.Enqueue(Item{ID: "m2", Peer: "XBB", Durable: d})
+	if c := next(t, tr.calls); c.ahead {
+		t.Fatalf("call %+v for an item already durable was made ahead", c)
+	}
+	waitCount(t, h, "m2", 1)
+}
+
+// TestCommitFailedNotDelivered: an item whose commit fails is never
+// delivered, neither in the call made ahead nor after, while the items
+// of the same call whose commit succeeded are.
+func TestCommitFailedNotDelivered(t *testing.T) {
+	tr, h := newTransport(), newHandler()
+	// One call at a time, so that the second and third items queue behind
+	// the first and go together.
+	w := New(Config{Transport: tr, Handler: h, MaxInFlight: 1})
+	defer w.Stop()
+	first := newDurability()
+	w.Enqueue(Item{ID: "lost1", Peer: "XBB", Durable: first})
+	next(t, tr.calls)
+	good, bad := newDurability(), newDurability()
+	w.Enqueue(Item{ID: "kept", Peer: "XBB", Durable: good}, Item{ID: "lost2", Peer: "XBB", Durable: bad})
+	failed := errors.New("sync failed")
+	first.resolve(failed)
+	c := next(t, tr.calls)
+	if len(c.ids) != 2 || !c.ahead {
+		t.Fatalf("second call %+v, want kept and lost2 together, ahead", c)
+	}
+	bad.resolve(failed) // the call's ready fails: the whole call is off
+	good.resolve(nil)
+	// kept goes again, alone; lost1 and lost2 never.
+	if c := next(t, tr.calls); len(c.ids) != 1 || c.ids[0] != "kept" {
+		t.Fatalf("call %+v after the failed commits, want kept alone", c)
+	}
+	waitCount(t, h, "kept", 1)
+	if n := h.count("lost1") + h.count("lost2"); n != 0 {
+		t.Fatalf("items whose commit failed were delivered %d times", n)
+	}
+	st := w.Status()
+	if len(st) != 1 || !st[0].Reachable || st[0].Pending != 0 {
+		t.Fatalf("status %+v, want XBB reachable with nothing pending: a failed commit is not the peer's fault", st)
 	}
 }

@@ -368,6 +368,29 @@ type applied struct {
 	seq   uint64     // newest event seq once durable
 	head  audit.Head // audit head once durable
 	at    time.Time  // when the batch was applied
+	// durable is told the sync's outcome, for the OnApplied hooks of the
+	// group's updates; nil if none has any.
+	durable *Durable
+}
+
+// Durable is the outcome of making an applied update durable. Done is
+// closed once the outcome is known; Err then tells it: nil once the update
+// is on disk, the sync's failure otherwise.
+type Durable struct {
+	done chan struct{}
+	err  error
+}
+
+// Done returns a channel closed once the outcome is known.
+func (d *Durable) Done() <-chan struct{} { return d.done }
+
+// Err returns nil if the update is durable, or why it may not be. It must
+// be called only once Done is closed.
+func (d *Durable) Err() error { return d.err }
+
+func (d *Durable) resolve(err error) {
+	d.err = err
+	close(d.done)
 }
 
 // syncLoop answers groups in commit order once their batches are durable,
@@ -387,6 +410,9 @@ func (d *DB) syncLoop(in <-chan *applied, done chan<- struct{}) {
 				}
 			}
 			a.b.Close()
+			if a.durable != nil {
+				a.durable.resolve(err)
+			}
 			if err == nil {
 				d.publish(a.seq, a.head)
 				if d.onSync != nil {
@@ -443,6 +469,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 	errs := make([]error, len(group))
 	var commitErr error
 	var events [][]byte // the group's events, from seq d.nextSeq+1
+	var hooks []func(*Durable)
 	for i, r := range group {
 		tx := &Tx{db: d, group: pending}
 		if err := runFn(r.fn, tx); err != nil {
@@ -460,6 +487,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 			break
 		}
 		pending.ops = append(pending.ops, tx.ops...)
+		hooks = append(hooks, tx.applied...)
 	}
 	if commitErr == nil && !b.Empty() {
 		if err := d.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
@@ -469,7 +497,14 @@ func (d *DB) commitGroup(group []*request) *applied {
 			d.recent.add(d.nextSeq+1, events)
 			d.records.add(pending.ops)
 			d.nextSeq, d.nextHead = seq, head
-			return &applied{b: b, group: group, errs: errs, seq: seq, head: head, at: time.Now()}
+			a := &applied{b: b, group: group, errs: errs, seq: seq, head: head, at: time.Now()}
+			if len(hooks) > 0 {
+				a.durable = &Durable{done: make(chan struct{})}
+				for _, fn := range hooks {
+					d.runHook(fn, a.durable)
+				}
+			}
+			return a
 		}
 	}
 	b.Close()
@@ -541,6 +576,17 @@ func runFn(fn func(*Tx) error, tx *Tx) (err error) {
 	return fn(tx)
 }
 
+// runHook runs an OnApplied hook. The group is applied whatever the hook
+// does: a panic is logged, not allowed to take the commit goroutine down.
+func (d *DB) runHook(fn func(*Durable), dur *Durable) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.log.Error("store: an OnApplied hook panicked", zap.Any("panic", p), zap.Stack("stack"))
+		}
+	}()
+	fn(dur)
+}
+
 // LastSeq returns the newest committed event seq and a channel that is
 // closed when newer events are committed.
 func (d *DB) LastSeq() (uint64, <-chan struct{}) {
@@ -589,6 +635,20 @@ type Tx struct {
 	events []*pocnetv1.Event
 	// auditRecs are sealed into the chain at commit (audit.go).
 	auditRecs []*pocnetv1.AuditRecord
+	// applied are the OnApplied hooks.
+	applied []func(*Durable)
+}
+
+// OnApplied registers fn to run once this update's writes are applied:
+// readable by every reader, but not yet durable. d tells when they are, or
+// that they may never be (the sync failed). It lets a caller start work
+// that must not complete before the update is durable, such as sending an
+// envelope ahead to a peer that stores it only once told d succeeded, while
+// the sync runs. fn runs in the commit goroutine, serialized with every
+// update: it must be quick and must not block. It is not called if the
+// update fails or is not applied.
+func (t *Tx) OnApplied(fn func(d *Durable)) {
+	t.applied = append(t.applied, fn)
 }
 
 // find returns this update's latest write of key, if any. An update

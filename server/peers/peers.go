@@ -17,7 +17,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -77,6 +79,9 @@ type conn struct {
 	endpoint string
 	cc       *grpc.ClientConn
 	relay    pocnetv1.RelayServiceClient
+	// noAhead is set once the peer answered that it does not know
+	// DeliverAhead (a node of an earlier build): Deliver is used instead.
+	noAhead atomic.Bool
 
 	mu sync.Mutex
 	// chain is what the server presented at the last handshake that
@@ -303,13 +308,59 @@ func (p peerConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method s
 	return c.cc.NewStream(ctx, desc, method, opts...)
 }
 
-// Deliver implements relay.Transport.
-func (t *Transport) Deliver(ctx context.Context, peer string, envs []*pocnetv1.Envelope) ([]*pocnetv1.DeliveryResult, error) {
+// Deliver implements relay.Transport. Envelopes not yet durable here
+// (ready is not nil) go ahead over DeliverAhead, so that the peer checks
+// them while this node's sync runs; a peer of an earlier build gets them
+// over Deliver once they are durable.
+func (t *Transport) Deliver(ctx context.Context, peer string, envs []*pocnetv1.Envelope, ready func(context.Context) error) ([]*pocnetv1.DeliveryResult, error) {
 	c, err := t.conn(peer)
 	if err != nil {
 		return nil, err
 	}
+	if ready != nil && !c.noAhead.Load() {
+		results, err := deliverAhead(ctx, c, envs, ready)
+		if status.Code(err) != codes.Unimplemented {
+			return results, err
+		}
+		c.noAhead.Store(true)
+		t.cfg.Logger.Info("peer does not take envelopes ahead of their sync (an earlier build); delivering them once durable",
+			zap.String("peer", peer), zap.String("endpoint", c.endpoint))
+	}
+	if ready != nil {
+		if err := ready(ctx); err != nil {
+			return nil, err
+		}
+	}
 	resp, err := c.relay.Deliver(ctx, &pocnetv1.DeliverRequest{Envelopes: envs})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetResults(), nil
+}
+
+// deliverAhead sends envs over DeliverAhead, then the word that they are
+// durable once ready says so. If ready fails the call is cancelled, and
+// the peer stores nothing.
+func deliverAhead(ctx context.Context, c *conn, envs []*pocnetv1.Envelope, ready func(context.Context) error) ([]*pocnetv1.DeliveryResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := c.relay.DeliverAhead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A send fails with io.EOF when the peer ended the call; its status
+	// then comes from CloseAndRecv.
+	err = st.Send(&pocnetv1.DeliverAheadRequest{Step: &pocnetv1.DeliverAheadRequest_Envelopes{Envelopes: &pocnetv1.DeliverRequest{Envelopes: envs}}})
+	if err == nil {
+		if err := ready(ctx); err != nil {
+			return nil, err
+		}
+		err = st.Send(&pocnetv1.DeliverAheadRequest{Step: &pocnetv1.DeliverAheadRequest_Durable{Durable: &pocnetv1.Durable{}}})
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	resp, err := st.CloseAndRecv()
 	if err != nil {
 		return nil, err
 	}

@@ -6,9 +6,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
+
 	"testing"
 	"time"
 
@@ -47,7 +49,10 @@ func ctx(t *testing.T) context.Context {
 // that every refusal seen is the transport's.
 type peerNode struct {
 	addr string
-	mu   sync.Mutex
+	// calls reports what RelayService saw of each Deliver or DeliverAhead
+	// call, in order.
+	calls chan string
+	mu    sync.Mutex
 	// callers are the leaves of the nodes that called, in order.
 	callers []*x509.Certificate
 }
@@ -65,6 +70,41 @@ func (s relaySrv) Ping(ctx context.Context, _ *pocnetv1.PingRequest) (*pocnetv1.
 	return &pocnetv1.PingResponse{}, nil
 }
 
+func (s relaySrv) Deliver(_ context.Context, req *pocnetv1.DeliverRequest) (*pocnetv1.DeliverResponse, error) {
+	s.n.calls <- fmt.Sprintf("deliver %d", len(req.GetEnvelopes()))
+	return &pocnetv1.DeliverResponse{Results: results(req.GetEnvelopes())}, nil
+}
+
+// DeliverAhead reports the envelopes as soon as they arrive, then whether
+// the word that they are durable followed.
+func (s relaySrv) DeliverAhead(stream pocnetv1.RelayService_DeliverAheadServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	envs := first.GetEnvelopes().GetEnvelopes()
+	s.n.calls <- fmt.Sprintf("ahead %d", len(envs))
+	m, err := stream.Recv()
+	if err != nil {
+		s.n.calls <- "ended without durable: " + status.Code(err).String()
+		return err
+	}
+	if m.GetDurable() == nil {
+		s.n.calls <- "second message not durable"
+		return status.Error(codes.InvalidArgument, "durable: missing")
+	}
+	s.n.calls <- "durable"
+	return stream.SendAndClose(&pocnetv1.DeliverAheadResponse{Results: results(envs)})
+}
+
+func results(envs []*pocnetv1.Envelope) []*pocnetv1.DeliveryResult {
+	out := make([]*pocnetv1.DeliveryResult, len(envs))
+	for i, e := range envs {
+		out[i] = &pocnetv1.DeliveryResult{EnvelopeId: string(e.GetHeader())}
+	}
+	return out
+}
+
 type federationSrv struct {
 	pocnetv1.UnimplementedFederationServiceServer
 }
@@ -79,15 +119,24 @@ func (n *peerNode) lastCaller() *x509.Certificate {
 	return n.callers[len(n.callers)-1]
 }
 
-func startPeer(t *testing.T, f *certs.Federation, state string) *peerNode {
+// startPeer starts state's node. A node of an earlier build does not know
+// RelayService.DeliverAhead: its server answers Unimplemented, as gRPC does
+// for a method it was not built with.
+func startPeer(t *testing.T, f *certs.Federation, state string, earlierBuild bool) *peerNode {
 	t.Helper()
 	d, err := directory.New(f.Directory)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &peerNode{}
+	n := &peerNode{calls: make(chan string, 100)}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(identity.ServerConfig(&f.State(state).Node.TLS, identity.Static{B: d.Bundle()}, identity.Node(f.ID, state), nil))))
-	pocnetv1.RegisterRelayServiceServer(srv, relaySrv{n: n})
+	if earlierBuild {
+		desc := pocnetv1.RelayService_ServiceDesc
+		desc.Streams = nil
+		srv.RegisterService(&desc, relaySrv{n: n})
+	} else {
+		pocnetv1.RegisterRelayServiceServer(srv, relaySrv{n: n})
+	}
 	pocnetv1.RegisterFederationServiceServer(srv, federationSrv{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -106,7 +155,8 @@ func startPeer(t *testing.T, f *certs.Federation, state string) *peerNode {
 	return n
 }
 
-// env is XAA's transport towards XBB's and XCC's nodes.
+// env is XAA's transport towards XBB's and XCC's nodes; XCC's is of an
+// earlier build, without RelayService.DeliverAhead.
 type env struct {
 	f   *certs.Federation
 	src *directory.Source
@@ -123,7 +173,7 @@ func start(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{f: f, xbb: startPeer(t, f, "XBB"), xcc: startPeer(t, f, "XCC")}
+	e := &env{f: f, xbb: startPeer(t, f, "XBB", false), xcc: startPeer(t, f, "XCC", true)}
 	e.base = proto.Clone(f.Directory).(*pocnetv1.Directory)
 	member(e.base, "XBB").Endpoints = []string{e.xbb.addr}
 	member(e.base, "XCC").Endpoints = []string{e.xcc.addr}
@@ -259,7 +309,7 @@ func TestConnectionClosedWhenTheDirectoryNoLongerTrustsIt(t *testing.T) {
 func TestConnectionFollowsAMovedPeer(t *testing.T) {
 	e := start(t)
 	old := e.connected(t, "XBB")
-	moved := startPeer(t, e.f, "XBB")
+	moved := startPeer(t, e.f, "XBB", false)
 	e.set(t, func(pb *pocnetv1.Directory) { member(pb, "XBB").Endpoints = []string{moved.addr} })
 	waitShutdown(t, old)
 	if err := e.tr.Ping(ctx(t), "XBB"); err != nil {
@@ -293,7 +343,7 @@ func TestConnSharedAndRedialed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	moved := startPeer(t, e.f, "XBB")
+	moved := startPeer(t, e.f, "XBB", false)
 	e.set(t, func(pb *pocnetv1.Directory) { member(pb, "XBB").Endpoints = []string{moved.addr} })
 	waitShutdown(t, first)
 	if r, err := pocnetv1.NewFederationServiceClient(handle).GetVersions(ctx(t), &pocnetv1.GetVersionsRequest{}); err != nil || r.GetLatest() != 7 {
@@ -319,7 +369,7 @@ func TestPresentsTheCertificateOfTheMoment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	xbb, moved := startPeer(t, f, "XBB"), startPeer(t, f, "XBB")
+	xbb, moved := startPeer(t, f, "XBB", false), startPeer(t, f, "XBB", false)
 	pb := proto.Clone(f.Directory).(*pocnetv1.Directory)
 	member(pb, "XBB").Endpoints = []string{xbb.addr}
 	d, err := directory.New(pb)
@@ -380,5 +430,100 @@ func TestClosed(t *testing.T) {
 	}
 	if err := e.tr.Ping(ctx(t), "XBB"); !errors.Is(err, peers.ErrClosed) {
 		t.Fatalf("Ping after Close = %v", err)
+	}
+}
+
+// seen waits for the next thing n's RelayService saw.
+func (n *peerNode) seen(t *testing.T) string {
+	t.Helper()
+	select {
+	case s := <-n.calls:
+		return s
+	case <-time.After(wait):
+		t.Fatal("the peer saw no call")
+		return ""
+	}
+}
+
+func envs(ids ...string) []*pocnetv1.Envelope {
+	out := make([]*pocnetv1.Envelope, len(ids))
+	for i, id := range ids {
+		out[i] = &pocnetv1.Envelope{Header: []byte(id)}
+	}
+	return out
+}
+
+// TestDeliverAhead: envelopes not yet durable reach the peer before ready
+// returns, and the word that they are durable follows it; if ready fails,
+// the call ends without that word and Deliver returns ready's error.
+func TestDeliverAhead(t *testing.T) {
+	e := start(t)
+	ready := func(ctx context.Context) error {
+		// The peer has the envelopes while this node's sync still runs.
+		if got := e.xbb.seen(t); got != "ahead 2" {
+			return fmt.Errorf("peer saw %q before ready returned, want the envelopes", got)
+		}
+		return nil
+	}
+	res, err := e.tr.Deliver(ctx(t), "XBB", envs("m1", "m2"), ready)
+	if err != nil {
+		t.Fatalf("Deliver ahead: %v", err)
+	}
+	if len(res) != 2 || res[0].GetEnvelopeId() != "m1" || res[1].GetEnvelopeId() != "m2" {
+		t.Fatalf("results %v", res)
+	}
+	if got := e.xbb.seen(t); got != "durable" {
+		t.Fatalf("peer saw %q after ready, want the word that the envelopes are durable", got)
+	}
+
+	lost := errors.New("sync failed")
+	_, err = e.tr.Deliver(ctx(t), "XBB", envs("m3"), func(context.Context) error {
+		e.xbb.seen(t) // the envelopes
+		return lost
+	})
+	if !errors.Is(err, lost) {
+		t.Fatalf("Deliver whose ready failed = %v, want ready's error", err)
+	}
+	if got := e.xbb.seen(t); got != "ended without durable: Canceled" {
+		t.Fatalf("peer saw %q, want the call cancelled without the word", got)
+	}
+
+	// Durable already: a plain Deliver.
+	if _, err := e.tr.Deliver(ctx(t), "XBB", envs("m4"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.xbb.seen(t); got != "deliver 1" {
+		t.Fatalf("peer saw %q for durable envelopes, want a Deliver", got)
+	}
+}
+
+// TestDeliverAheadToEarlierBuild: a peer that does not know DeliverAhead
+// gets the envelopes over Deliver once ready returned, and from then on
+// over Deliver only.
+func TestDeliverAheadToEarlierBuild(t *testing.T) {
+	e := start(t)
+	// ready reports itself on the peer's record of calls, so that the
+	// order in which ready returned and the peer got the envelopes shows.
+	ready := func(context.Context) error {
+		e.xcc.calls <- "ready"
+		return nil
+	}
+	for call := range 2 {
+		res, err := e.tr.Deliver(ctx(t), "XCC", envs("m1"), ready)
+		if err != nil {
+			t.Fatalf("call %d: %v", call, err)
+		}
+		if len(res) != 1 || res[0].GetEnvelopeId() != "m1" {
+			t.Fatalf("call %d: results %v", call, res)
+		}
+		var seen []string
+		for len(seen) == 0 || seen[len(seen)-1] == "ready" {
+			seen = append(seen, e.xcc.seen(t))
+		}
+		// The first call may ask ready twice: once while trying
+		// DeliverAhead, once before falling back to Deliver.
+		if len(seen) < 2 || seen[len(seen)-1] != "deliver 1" || (call == 1 && len(seen) != 2) {
+			t.Fatalf("call %d: peer saw %q, want ready then one Deliver (the second call without trying DeliverAhead again)", call, seen)
+		}
 	}
 }

@@ -5,9 +5,13 @@ package relaysvc
 
 import (
 	"context"
+	"errors"
+	"io"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pocnet/pocnet/internal/exchange"
@@ -53,11 +57,85 @@ func (s *Service) Deliver(ctx context.Context, req *pocnetv1.DeliverRequest) (*p
 	if s.cfg.HeardFrom != nil {
 		s.cfg.HeardFrom(caller.State)
 	}
-	results, err := s.cfg.Exchange.Receive(ctx, caller, req.GetEnvelopes())
+	results, err := s.cfg.Exchange.Receive(ctx, caller, req.GetEnvelopes(), nil)
 	if err != nil {
 		return nil, rpcerr.Status(err)
 	}
 	return &pocnetv1.DeliverResponse{Results: results}, nil
+}
+
+// MaxAheadWait bounds how long DeliverAhead holds envelopes sent ahead
+// while it waits for the caller's word that they are durable. A sender's
+// sync takes milliseconds; a caller that says nothing for this long (a hung
+// disk, or a peer holding the call open) has its call ended, with nothing
+// stored, and delivers again later.
+const MaxAheadWait = 30 * time.Second
+
+// DeliverAhead implements RelayService.
+func (s *Service) DeliverAhead(stream pocnetv1.RelayService_DeliverAheadServer) error {
+	ctx := stream.Context()
+	caller, err := auth.Caller(ctx)
+	if err != nil {
+		return err
+	}
+	if s.cfg.HeardFrom != nil {
+		s.cfg.HeardFrom(caller.State)
+	}
+	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		return status.Error(codes.InvalidArgument, "envelopes: the stream ended before its first message")
+	}
+	if err != nil {
+		return err
+	}
+	req := first.GetEnvelopes()
+	if req == nil {
+		return status.Error(codes.InvalidArgument, "envelopes: the first message of the stream must carry the envelopes")
+	}
+	results, err := s.cfg.Exchange.Receive(ctx, caller, req.GetEnvelopes(), func(ctx context.Context) error {
+		return awaitDurable(ctx, stream)
+	})
+	if err != nil {
+		return rpcerr.Status(err)
+	}
+	return stream.SendAndClose(&pocnetv1.DeliverAheadResponse{Results: results})
+}
+
+// awaitDurable waits for the caller's word that the envelopes sent ahead
+// are durable, for at most MaxAheadWait.
+func awaitDurable(ctx context.Context, stream pocnetv1.RelayService_DeliverAheadServer) error {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= MaxAheadWait {
+		// The call's own deadline ends the Recv soon enough (the node's
+		// relay sets one on every call): no goroutine, no timer.
+		return recvDurable(stream)
+	}
+	got := make(chan error, 1)
+	go func() { got <- recvDurable(stream) }()
+	t := time.NewTimer(MaxAheadWait)
+	defer t.Stop()
+	select {
+	case err := <-got:
+		return err
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	case <-t.C:
+		// Returning ends the stream, and with it the Recv above.
+		return status.Errorf(codes.DeadlineExceeded, "durable: the caller did not say the envelopes are durable within %v; nothing was stored", MaxAheadWait)
+	}
+}
+
+// recvDurable reads the second message of a DeliverAhead stream.
+func recvDurable(stream pocnetv1.RelayService_DeliverAheadServer) error {
+	m, err := stream.Recv()
+	switch {
+	case errors.Is(err, io.EOF):
+		return status.Error(codes.Aborted, "durable: the caller ended the stream without saying the envelopes are durable; nothing was stored")
+	case err != nil:
+		return err
+	case m.GetDurable() == nil:
+		return status.Error(codes.InvalidArgument, "durable: the second message of the stream must say the envelopes are durable; nothing was stored")
+	}
+	return nil
 }
 
 // Ping implements RelayService.

@@ -181,6 +181,175 @@ func (x *DeliverResponse) GetResults() []*DeliveryResult {
 	return nil
 }
 
+// DeliverAheadRequest is one message of a DeliverAhead stream: first the
+// envelopes, then the word that they are durable at the caller.
+type DeliverAheadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Step:
+	//
+	//	*DeliverAheadRequest_Envelopes
+	//	*DeliverAheadRequest_Durable
+	Step          isDeliverAheadRequest_Step `protobuf_oneof:"step"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverAheadRequest) Reset() {
+	*x = DeliverAheadRequest{}
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverAheadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverAheadRequest) ProtoMessage() {}
+
+func (x *DeliverAheadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverAheadRequest.ProtoReflect.Descriptor instead.
+func (*DeliverAheadRequest) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_relay_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DeliverAheadRequest) GetStep() isDeliverAheadRequest_Step {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+func (x *DeliverAheadRequest) GetEnvelopes() *DeliverRequest {
+	if x != nil {
+		if x, ok := x.Step.(*DeliverAheadRequest_Envelopes); ok {
+			return x.Envelopes
+		}
+	}
+	return nil
+}
+
+func (x *DeliverAheadRequest) GetDurable() *Durable {
+	if x != nil {
+		if x, ok := x.Step.(*DeliverAheadRequest_Durable); ok {
+			return x.Durable
+		}
+	}
+	return nil
+}
+
+type isDeliverAheadRequest_Step interface {
+	isDeliverAheadRequest_Step()
+}
+
+type DeliverAheadRequest_Envelopes struct {
+	// The envelopes, as in DeliverRequest (up to 256, all from the
+	// caller's state and addressed to the callee's state).
+	Envelopes *DeliverRequest `protobuf:"bytes,1,opt,name=envelopes,proto3,oneof"`
+}
+
+type DeliverAheadRequest_Durable struct {
+	// The caller made every envelope of the first message durable.
+	Durable *Durable `protobuf:"bytes,2,opt,name=durable,proto3,oneof"`
+}
+
+func (*DeliverAheadRequest_Envelopes) isDeliverAheadRequest_Step() {}
+
+func (*DeliverAheadRequest_Durable) isDeliverAheadRequest_Step() {}
+
+// Durable says the envelopes sent ahead are durable at the caller.
+type Durable struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Durable) Reset() {
+	*x = Durable{}
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Durable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Durable) ProtoMessage() {}
+
+func (x *Durable) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Durable.ProtoReflect.Descriptor instead.
+func (*Durable) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_relay_service_proto_rawDescGZIP(), []int{3}
+}
+
+// DeliverAheadResponse has one result per envelope, in request order.
+type DeliverAheadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*DeliveryResult      `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverAheadResponse) Reset() {
+	*x = DeliverAheadResponse{}
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverAheadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverAheadResponse) ProtoMessage() {}
+
+func (x *DeliverAheadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverAheadResponse.ProtoReflect.Descriptor instead.
+func (*DeliverAheadResponse) Descriptor() ([]byte, []int) {
+	return file_pocnet_v1_relay_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DeliverAheadResponse) GetResults() []*DeliveryResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // DeliveryResult is the fate of one envelope.
 type DeliveryResult struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -196,7 +365,7 @@ type DeliveryResult struct {
 
 func (x *DeliveryResult) Reset() {
 	*x = DeliveryResult{}
-	mi := &file_pocnet_v1_relay_service_proto_msgTypes[2]
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +377,7 @@ func (x *DeliveryResult) String() string {
 func (*DeliveryResult) ProtoMessage() {}
 
 func (x *DeliveryResult) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_relay_service_proto_msgTypes[2]
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +390,7 @@ func (x *DeliveryResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryResult.ProtoReflect.Descriptor instead.
 func (*DeliveryResult) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_relay_service_proto_rawDescGZIP(), []int{2}
+	return file_pocnet_v1_relay_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeliveryResult) GetEnvelopeId() string {
@@ -283,7 +452,7 @@ type DeliveryRefusal struct {
 
 func (x *DeliveryRefusal) Reset() {
 	*x = DeliveryRefusal{}
-	mi := &file_pocnet_v1_relay_service_proto_msgTypes[3]
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -295,7 +464,7 @@ func (x *DeliveryRefusal) String() string {
 func (*DeliveryRefusal) ProtoMessage() {}
 
 func (x *DeliveryRefusal) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_relay_service_proto_msgTypes[3]
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -308,7 +477,7 @@ func (x *DeliveryRefusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryRefusal.ProtoReflect.Descriptor instead.
 func (*DeliveryRefusal) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_relay_service_proto_rawDescGZIP(), []int{3}
+	return file_pocnet_v1_relay_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeliveryRefusal) GetCode() RefusalCode {
@@ -334,7 +503,7 @@ type PingRequest struct {
 
 func (x *PingRequest) Reset() {
 	*x = PingRequest{}
-	mi := &file_pocnet_v1_relay_service_proto_msgTypes[4]
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +515,7 @@ func (x *PingRequest) String() string {
 func (*PingRequest) ProtoMessage() {}
 
 func (x *PingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_relay_service_proto_msgTypes[4]
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +528,7 @@ func (x *PingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingRequest.ProtoReflect.Descriptor instead.
 func (*PingRequest) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_relay_service_proto_rawDescGZIP(), []int{4}
+	return file_pocnet_v1_relay_service_proto_rawDescGZIP(), []int{7}
 }
 
 // PingResponse names the callee.
@@ -373,7 +542,7 @@ type PingResponse struct {
 
 func (x *PingResponse) Reset() {
 	*x = PingResponse{}
-	mi := &file_pocnet_v1_relay_service_proto_msgTypes[5]
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +554,7 @@ func (x *PingResponse) String() string {
 func (*PingResponse) ProtoMessage() {}
 
 func (x *PingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pocnet_v1_relay_service_proto_msgTypes[5]
+	mi := &file_pocnet_v1_relay_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +567,7 @@ func (x *PingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PingResponse.ProtoReflect.Descriptor instead.
 func (*PingResponse) Descriptor() ([]byte, []int) {
-	return file_pocnet_v1_relay_service_proto_rawDescGZIP(), []int{5}
+	return file_pocnet_v1_relay_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PingResponse) GetState() string {
@@ -423,6 +592,13 @@ const file_pocnet_v1_relay_service_proto_rawDesc = "" +
 	"\x0eDeliverRequest\x121\n" +
 	"\tenvelopes\x18\x01 \x03(\v2\x13.pocnet.v1.EnvelopeR\tenvelopes\"F\n" +
 	"\x0fDeliverResponse\x123\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.pocnet.v1.DeliveryResultR\aresults\"\x88\x01\n" +
+	"\x13DeliverAheadRequest\x129\n" +
+	"\tenvelopes\x18\x01 \x01(\v2\x19.pocnet.v1.DeliverRequestH\x00R\tenvelopes\x12.\n" +
+	"\adurable\x18\x02 \x01(\v2\x12.pocnet.v1.DurableH\x00R\adurableB\x06\n" +
+	"\x04step\"\t\n" +
+	"\aDurable\"K\n" +
+	"\x14DeliverAheadResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.pocnet.v1.DeliveryResultR\aresults\"\xa3\x01\n" +
 	"\x0eDeliveryResult\x12\x1f\n" +
 	"\venvelope_id\x18\x01 \x01(\tR\n" +
@@ -444,9 +620,10 @@ const file_pocnet_v1_relay_service_proto_rawDesc = "" +
 	"\x1cREFUSAL_CODE_WRONG_RECIPIENT\x10\x03\x12\x19\n" +
 	"\x15REFUSAL_CODE_CONFLICT\x10\x04\x12\x18\n" +
 	"\x14REFUSAL_CODE_EXPIRED\x10\x05\x12\x1c\n" +
-	"\x18REFUSAL_CODE_UNAVAILABLE\x10\x062\x89\x01\n" +
+	"\x18REFUSAL_CODE_UNAVAILABLE\x10\x062\xdc\x01\n" +
 	"\fRelayService\x12@\n" +
-	"\aDeliver\x12\x19.pocnet.v1.DeliverRequest\x1a\x1a.pocnet.v1.DeliverResponse\x127\n" +
+	"\aDeliver\x12\x19.pocnet.v1.DeliverRequest\x1a\x1a.pocnet.v1.DeliverResponse\x12Q\n" +
+	"\fDeliverAhead\x12\x1e.pocnet.v1.DeliverAheadRequest\x1a\x1f.pocnet.v1.DeliverAheadResponse(\x01\x127\n" +
 	"\x04Ping\x12\x16.pocnet.v1.PingRequest\x1a\x17.pocnet.v1.PingResponseB3Z1github.com/pocnet/pocnet/proto/pocnet/v1;pocnetv1b\x06proto3"
 
 var (
@@ -462,35 +639,43 @@ func file_pocnet_v1_relay_service_proto_rawDescGZIP() []byte {
 }
 
 var file_pocnet_v1_relay_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_pocnet_v1_relay_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_pocnet_v1_relay_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_pocnet_v1_relay_service_proto_goTypes = []any{
 	(RefusalCode)(0),              // 0: pocnet.v1.RefusalCode
 	(*DeliverRequest)(nil),        // 1: pocnet.v1.DeliverRequest
 	(*DeliverResponse)(nil),       // 2: pocnet.v1.DeliverResponse
-	(*DeliveryResult)(nil),        // 3: pocnet.v1.DeliveryResult
-	(*DeliveryRefusal)(nil),       // 4: pocnet.v1.DeliveryRefusal
-	(*PingRequest)(nil),           // 5: pocnet.v1.PingRequest
-	(*PingResponse)(nil),          // 6: pocnet.v1.PingResponse
-	(*Envelope)(nil),              // 7: pocnet.v1.Envelope
-	(*Receipt)(nil),               // 8: pocnet.v1.Receipt
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*DeliverAheadRequest)(nil),   // 3: pocnet.v1.DeliverAheadRequest
+	(*Durable)(nil),               // 4: pocnet.v1.Durable
+	(*DeliverAheadResponse)(nil),  // 5: pocnet.v1.DeliverAheadResponse
+	(*DeliveryResult)(nil),        // 6: pocnet.v1.DeliveryResult
+	(*DeliveryRefusal)(nil),       // 7: pocnet.v1.DeliveryRefusal
+	(*PingRequest)(nil),           // 8: pocnet.v1.PingRequest
+	(*PingResponse)(nil),          // 9: pocnet.v1.PingResponse
+	(*Envelope)(nil),              // 10: pocnet.v1.Envelope
+	(*Receipt)(nil),               // 11: pocnet.v1.Receipt
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_pocnet_v1_relay_service_proto_depIdxs = []int32{
-	7, // 0: pocnet.v1.DeliverRequest.envelopes:type_name -> pocnet.v1.Envelope
-	3, // 1: pocnet.v1.DeliverResponse.results:type_name -> pocnet.v1.DeliveryResult
-	8, // 2: pocnet.v1.DeliveryResult.receipt:type_name -> pocnet.v1.Receipt
-	4, // 3: pocnet.v1.DeliveryResult.refusal:type_name -> pocnet.v1.DeliveryRefusal
-	0, // 4: pocnet.v1.DeliveryRefusal.code:type_name -> pocnet.v1.RefusalCode
-	9, // 5: pocnet.v1.PingResponse.time:type_name -> google.protobuf.Timestamp
-	1, // 6: pocnet.v1.RelayService.Deliver:input_type -> pocnet.v1.DeliverRequest
-	5, // 7: pocnet.v1.RelayService.Ping:input_type -> pocnet.v1.PingRequest
-	2, // 8: pocnet.v1.RelayService.Deliver:output_type -> pocnet.v1.DeliverResponse
-	6, // 9: pocnet.v1.RelayService.Ping:output_type -> pocnet.v1.PingResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	10, // 0: pocnet.v1.DeliverRequest.envelopes:type_name -> pocnet.v1.Envelope
+	6,  // 1: pocnet.v1.DeliverResponse.results:type_name -> pocnet.v1.DeliveryResult
+	1,  // 2: pocnet.v1.DeliverAheadRequest.envelopes:type_name -> pocnet.v1.DeliverRequest
+	4,  // 3: pocnet.v1.DeliverAheadRequest.durable:type_name -> pocnet.v1.Durable
+	6,  // 4: pocnet.v1.DeliverAheadResponse.results:type_name -> pocnet.v1.DeliveryResult
+	11, // 5: pocnet.v1.DeliveryResult.receipt:type_name -> pocnet.v1.Receipt
+	7,  // 6: pocnet.v1.DeliveryResult.refusal:type_name -> pocnet.v1.DeliveryRefusal
+	0,  // 7: pocnet.v1.DeliveryRefusal.code:type_name -> pocnet.v1.RefusalCode
+	12, // 8: pocnet.v1.PingResponse.time:type_name -> google.protobuf.Timestamp
+	1,  // 9: pocnet.v1.RelayService.Deliver:input_type -> pocnet.v1.DeliverRequest
+	3,  // 10: pocnet.v1.RelayService.DeliverAhead:input_type -> pocnet.v1.DeliverAheadRequest
+	8,  // 11: pocnet.v1.RelayService.Ping:input_type -> pocnet.v1.PingRequest
+	2,  // 12: pocnet.v1.RelayService.Deliver:output_type -> pocnet.v1.DeliverResponse
+	5,  // 13: pocnet.v1.RelayService.DeliverAhead:output_type -> pocnet.v1.DeliverAheadResponse
+	9,  // 14: pocnet.v1.RelayService.Ping:output_type -> pocnet.v1.PingResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_pocnet_v1_relay_service_proto_init() }
@@ -500,6 +685,10 @@ func file_pocnet_v1_relay_service_proto_init() {
 	}
 	file_pocnet_v1_envelope_proto_init()
 	file_pocnet_v1_relay_service_proto_msgTypes[2].OneofWrappers = []any{
+		(*DeliverAheadRequest_Envelopes)(nil),
+		(*DeliverAheadRequest_Durable)(nil),
+	}
+	file_pocnet_v1_relay_service_proto_msgTypes[5].OneofWrappers = []any{
 		(*DeliveryResult_Receipt)(nil),
 		(*DeliveryResult_Refusal)(nil),
 	}
@@ -509,7 +698,7 @@ func file_pocnet_v1_relay_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pocnet_v1_relay_service_proto_rawDesc), len(file_pocnet_v1_relay_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

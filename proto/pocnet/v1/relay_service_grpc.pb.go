@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RelayService_Deliver_FullMethodName = "/pocnet.v1.RelayService/Deliver"
-	RelayService_Ping_FullMethodName    = "/pocnet.v1.RelayService/Ping"
+	RelayService_Deliver_FullMethodName      = "/pocnet.v1.RelayService/Deliver"
+	RelayService_DeliverAhead_FullMethodName = "/pocnet.v1.RelayService/DeliverAhead"
+	RelayService_Ping_FullMethodName         = "/pocnet.v1.RelayService/Ping"
 )
 
 // RelayServiceClient is the client API for RelayService service.
@@ -35,6 +36,14 @@ type RelayServiceClient interface {
 	// or a refusal. Delivering an envelope id again returns the same receipt
 	// and stores nothing new.
 	Deliver(ctx context.Context, in *DeliverRequest, opts ...grpc.CallOption) (*DeliverResponse, error)
+	// DeliverAhead is Deliver for envelopes the caller sends while it is
+	// still making them durable on its own disk, so that its sync overlaps
+	// the call. The first message carries the envelopes, which the callee
+	// checks at once; it stores none of them until a second message says the
+	// caller has made them all durable, and then answers as Deliver does. If
+	// the stream ends without that message, or the caller cancels it, the
+	// callee stores nothing and the caller delivers them again later.
+	DeliverAhead(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[DeliverAheadRequest, DeliverAheadResponse], error)
 	// Ping checks the line. It also tells the callee that the caller is up,
 	// so that it retries what it holds for the caller at once.
 	Ping(ctx context.Context, in *PingRequest, opts ...grpc.CallOption) (*PingResponse, error)
@@ -58,6 +67,19 @@ func (c *relayServiceClient) Deliver(ctx context.Context, in *DeliverRequest, op
 	return out, nil
 }
 
+func (c *relayServiceClient) DeliverAhead(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[DeliverAheadRequest, DeliverAheadResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RelayService_ServiceDesc.Streams[0], RelayService_DeliverAhead_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DeliverAheadRequest, DeliverAheadResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RelayService_DeliverAheadClient = grpc.ClientStreamingClient[DeliverAheadRequest, DeliverAheadResponse]
+
 func (c *relayServiceClient) Ping(ctx context.Context, in *PingRequest, opts ...grpc.CallOption) (*PingResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PingResponse)
@@ -80,6 +102,14 @@ type RelayServiceServer interface {
 	// or a refusal. Delivering an envelope id again returns the same receipt
 	// and stores nothing new.
 	Deliver(context.Context, *DeliverRequest) (*DeliverResponse, error)
+	// DeliverAhead is Deliver for envelopes the caller sends while it is
+	// still making them durable on its own disk, so that its sync overlaps
+	// the call. The first message carries the envelopes, which the callee
+	// checks at once; it stores none of them until a second message says the
+	// caller has made them all durable, and then answers as Deliver does. If
+	// the stream ends without that message, or the caller cancels it, the
+	// callee stores nothing and the caller delivers them again later.
+	DeliverAhead(grpc.ClientStreamingServer[DeliverAheadRequest, DeliverAheadResponse]) error
 	// Ping checks the line. It also tells the callee that the caller is up,
 	// so that it retries what it holds for the caller at once.
 	Ping(context.Context, *PingRequest) (*PingResponse, error)
@@ -95,6 +125,9 @@ type UnimplementedRelayServiceServer struct{}
 
 func (UnimplementedRelayServiceServer) Deliver(context.Context, *DeliverRequest) (*DeliverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Deliver not implemented")
+}
+func (UnimplementedRelayServiceServer) DeliverAhead(grpc.ClientStreamingServer[DeliverAheadRequest, DeliverAheadResponse]) error {
+	return status.Error(codes.Unimplemented, "method DeliverAhead not implemented")
 }
 func (UnimplementedRelayServiceServer) Ping(context.Context, *PingRequest) (*PingResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Ping not implemented")
@@ -138,6 +171,13 @@ func _RelayService_Deliver_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RelayService_DeliverAhead_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RelayServiceServer).DeliverAhead(&grpc.GenericServerStream[DeliverAheadRequest, DeliverAheadResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RelayService_DeliverAheadServer = grpc.ClientStreamingServer[DeliverAheadRequest, DeliverAheadResponse]
+
 func _RelayService_Ping_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PingRequest)
 	if err := dec(in); err != nil {
@@ -172,6 +212,12 @@ var RelayService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _RelayService_Ping_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "DeliverAhead",
+			Handler:       _RelayService_DeliverAhead_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "pocnet/v1/relay_service.proto",
 }
