@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -441,21 +442,30 @@ func (w *Worker) attempt(p *peer, batch []Item) ([]Item, error) {
 			break
 		}
 	}
+	ready, slowSync := readiness(batch)
 	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.DeliverTimeout)
-	results, err := w.cfg.Transport.Deliver(ctx, p.state, envs, readiness(batch))
+	results, err := w.cfg.Transport.Deliver(ctx, p.state, envs, ready)
 	cancel()
-	if err == nil && len(results) != len(envs) {
+	if err != nil {
+		batch = append(batch, later...)
+		// A call that failed because of this node's own commit says
+		// nothing about the peer: no failure counted, no backoff.
+		if kept := w.dropLost(p, batch); len(kept) < len(batch) {
+			return kept, nil
+		}
+		if slowSync.Load() {
+			w.log.Warn("this node's store took longer than the delivery timeout to make envelopes durable; they go again",
+				zap.String("peer", p.state), zap.Int("envelopes", len(envs)), zap.Duration("timeout", w.cfg.DeliverTimeout))
+			return batch, nil
+		}
+	} else if len(results) != len(envs) {
 		err = errors.New("peer returned a result count that does not match the envelopes sent")
+		batch = append(batch, later...)
 	}
 	if w.cfg.OnResults != nil {
 		w.cfg.OnResults(p.state, results, err)
 	}
 	if err != nil {
-		batch = append(batch, later...)
-		if lost := w.dropLost(p, batch); len(lost) < len(batch) {
-			// The call failed because a commit did: not the peer's fault.
-			return lost, nil
-		}
 		if w.ctx.Err() == nil {
 			w.log.Info("delivery attempt failed", zap.String("peer", p.state), zap.Int("envelopes", len(envs)), zap.Error(err))
 		}
@@ -470,8 +480,10 @@ func (w *Worker) attempt(p *peer, batch []Item) ([]Item, error) {
 }
 
 // readiness returns a function that waits until every item of batch is
-// durable, or nil if all already are.
-func readiness(batch []Item) func(context.Context) error {
+// durable, or nil if all already are. slow is set if the function gave up
+// waiting on this node's own commit (the call's deadline passed first).
+func readiness(batch []Item) (ready func(context.Context) error, slow *atomic.Bool) {
+	slow = new(atomic.Bool)
 	var pending []Durability
 	for _, it := range batch {
 		if it.Durable == nil {
@@ -485,7 +497,7 @@ func readiness(batch []Item) func(context.Context) error {
 		}
 	}
 	if len(pending) == 0 {
-		return nil
+		return nil, slow
 	}
 	return func(ctx context.Context) error {
 		for _, d := range pending {
@@ -495,11 +507,14 @@ func readiness(batch []Item) func(context.Context) error {
 					return err
 				}
 			case <-ctx.Done():
+				if w, ok := ctx.Deadline(); ok && !time.Now().Before(w) {
+					slow.Store(true)
+				}
 				return ctx.Err()
 			}
 		}
 		return nil
-	}
+	}, slow
 }
 
 // dropLost returns batch without the items whose commit failed: they were

@@ -358,3 +358,23 @@ func TestCommitFailedNotDelivered(t *testing.T) {
 		t.Fatalf("status %+v, want XBB reachable with nothing pending: a failed commit is not the peer's fault", st)
 	}
 }
+
+// TestSlowCommitNotPeerFailure: a call that runs out of time waiting for
+// this node's own commit does not count against the peer: no backoff, and
+// the item goes again.
+func TestSlowCommitNotPeerFailure(t *testing.T) {
+	tr, h := newTransport(), newHandler()
+	// An hour of backoff after any failure: a second call within the test
+	// shows there was none.
+	w := New(Config{Transport: tr, Handler: h, DeliverTimeout: 20 * time.Millisecond, BaseBackoff: time.Hour, MaxBackoff: time.Hour})
+	defer w.Stop()
+	d := newDurability()
+	w.Enqueue(Item{ID: "m1", Peer: "XBB", Durable: d})
+	next(t, tr.calls)
+	next(t, tr.calls) // the first call timed out waiting; no backoff
+	if st := w.Status(); len(st) != 1 || !st[0].Reachable || !st[0].NextAttempt.IsZero() {
+		t.Fatalf("status %+v, want XBB reachable without backoff", st)
+	}
+	d.resolve(nil)
+	waitCount(t, h, "m1", 1)
+}
