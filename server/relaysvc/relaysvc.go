@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -33,6 +34,11 @@ type Config struct {
 type Service struct {
 	pocnetv1.UnsafeRelayServiceServer
 	cfg Config
+
+	mu sync.Mutex
+	// held is, per calling state, the envelope bytes of its DeliverAhead
+	// calls waiting for the word that they are durable.
+	held map[string]int
 }
 
 // New returns the service.
@@ -40,7 +46,7 @@ func New(cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg}
+	return &Service{cfg: cfg, held: map[string]int{}}
 }
 
 // Register registers the service on s.
@@ -63,6 +69,15 @@ func (s *Service) Deliver(ctx context.Context, req *pocnetv1.DeliverRequest) (*p
 	}
 	return &pocnetv1.DeliverResponse{Results: results}, nil
 }
+
+// MaxAheadBytes bounds the envelope bytes that one peer's DeliverAhead
+// calls may hold at this node while they wait for the word that they are
+// durable: a caller cannot make the node keep more of its envelopes in
+// memory than this, however many calls it opens. The relay of this build
+// has at most 4 calls of at most 8 MiB under way to a peer. A call over the
+// bound is refused at once (ResourceExhausted), unless it is the peer's
+// only one.
+const MaxAheadBytes = 64 << 20
 
 // MaxAheadWait bounds how long DeliverAhead holds envelopes sent ahead
 // while it waits for the caller's word that they are durable. A sender's
@@ -92,6 +107,15 @@ func (s *Service) DeliverAhead(stream pocnetv1.RelayService_DeliverAheadServer) 
 	if req == nil {
 		return status.Error(codes.InvalidArgument, "envelopes: the first message of the stream must carry the envelopes")
 	}
+	size := 0
+	for _, env := range req.GetEnvelopes() {
+		size += len(env.GetHeader()) + len(env.GetPayload())
+	}
+	if held, ok := s.hold(caller.State, size); !ok {
+		return status.Errorf(codes.ResourceExhausted, "envelopes: %d bytes, but the calls of %s waiting for the word that their envelopes are durable already hold %d; the most is %d bytes",
+			size, caller.State, held, MaxAheadBytes)
+	}
+	defer s.release(caller.State, size)
 	results, err := s.cfg.Exchange.Receive(ctx, caller, req.GetEnvelopes(), func(ctx context.Context) error {
 		return awaitDurable(ctx, stream)
 	})
@@ -99,6 +123,27 @@ func (s *Service) DeliverAhead(stream pocnetv1.RelayService_DeliverAheadServer) 
 		return rpcerr.Status(err)
 	}
 	return stream.SendAndClose(&pocnetv1.DeliverAheadResponse{Results: results})
+}
+
+// hold counts n more bytes held for state's calls, unless that would exceed
+// MaxAheadBytes while others are held; it returns what was held before.
+func (s *Service) hold(state string, n int) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held := s.held[state]
+	if held > 0 && held+n > MaxAheadBytes {
+		return held, false
+	}
+	s.held[state] = held + n
+	return held, true
+}
+
+func (s *Service) release(state string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held[state] -= n; s.held[state] <= 0 {
+		delete(s.held, state)
+	}
 }
 
 // awaitDurable waits for the caller's word that the envelopes sent ahead
