@@ -152,7 +152,12 @@ func awaitDurable(ctx context.Context, stream pocnetv1.RelayService_DeliverAhead
 	if d, ok := ctx.Deadline(); ok && time.Until(d) <= MaxAheadWait {
 		// The call's own deadline ends the Recv soon enough (the node's
 		// relay sets one on every call): no goroutine, no timer.
-		return recvDurable(stream)
+		if err := recvDurable(stream); err != nil {
+			return err
+		}
+		// The caller may have lost the directory's trust meanwhile (the
+		// interceptor then cancels ctx): nothing of its call is stored.
+		return status.FromContextError(ctx.Err()).Err()
 	}
 	got := make(chan error, 1)
 	go func() { got <- recvDurable(stream) }()
@@ -160,7 +165,10 @@ func awaitDurable(ctx context.Context, stream pocnetv1.RelayService_DeliverAhead
 	defer t.Stop()
 	select {
 	case err := <-got:
-		return err
+		if err != nil {
+			return err
+		}
+		return status.FromContextError(ctx.Err()).Err()
 	case <-ctx.Done():
 		return status.FromContextError(ctx.Err()).Err()
 	case <-t.C:
