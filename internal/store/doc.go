@@ -9,6 +9,9 @@
 // nothing it could lose in a crash. Many updates share one fsync (group
 // commit), which is how durability and throughput coexist. Pebble's logs are
 // zero-filled ahead of its writes (walfill.go), which makes each fsync cheaper.
+// An update may ask to be told once it is applied, before it is durable
+// (Tx.OnApplied, with the sync's outcome to follow): the relay sends new
+// envelopes ahead that way, and the peer stores them only once durable here.
 //
 // Every value is sealed with the node's data key (package datakey) when its
 // batch is built and opened when it is read, so the data directory holds
