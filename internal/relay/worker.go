@@ -507,7 +507,7 @@ func readiness(batch []Item) (ready func(context.Context) error, slow *atomic.Bo
 					return err
 				}
 			case <-ctx.Done():
-				if w, ok := ctx.Deadline(); ok && !time.Now().Before(w) {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 					slow.Store(true)
 				}
 				return ctx.Err()

@@ -329,8 +329,10 @@ func TestSentAhead(t *testing.T) {
 func TestCommitFailedNotDelivered(t *testing.T) {
 	tr, h := newTransport(), newHandler()
 	// One call at a time, so that the second and third items queue behind
-	// the first and go together.
-	w := New(Config{Transport: tr, Handler: h, MaxInFlight: 1})
+	// the first and go together. A failed commit is not the peer's fault:
+	// had it been counted as a failure, the hour of backoff would keep
+	// "kept" from going again below.
+	w := New(Config{Transport: tr, Handler: h, MaxInFlight: 1, BaseBackoff: time.Hour, MaxBackoff: time.Hour})
 	defer w.Stop()
 	first := newDurability()
 	w.Enqueue(Item{ID: "lost1", Peer: "XBB", Durable: first})
@@ -352,10 +354,6 @@ func TestCommitFailedNotDelivered(t *testing.T) {
 	waitCount(t, h, "kept", 1)
 	if n := h.count("lost1") + h.count("lost2"); n != 0 {
 		t.Fatalf("items whose commit failed were delivered %d times", n)
-	}
-	st := w.Status()
-	if len(st) != 1 || !st[0].Reachable || st[0].Pending != 0 {
-		t.Fatalf("status %+v, want XBB reachable with nothing pending: a failed commit is not the peer's fault", st)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pocnet/pocnet/internal/exchange"
+	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
 	"github.com/pocnet/pocnet/server/auth"
 	"github.com/pocnet/pocnet/server/rpcerr"
@@ -54,14 +55,24 @@ func Register(s grpc.ServiceRegistrar, svc *Service) {
 	pocnetv1.RegisterRelayServiceServer(s, svc)
 }
 
-// Deliver implements RelayService.
-func (s *Service) Deliver(ctx context.Context, req *pocnetv1.DeliverRequest) (*pocnetv1.DeliverResponse, error) {
+// caller returns the calling node's identity, and tells the relay worker
+// that the node is up.
+func (s *Service) caller(ctx context.Context) (identity.ID, error) {
 	caller, err := auth.Caller(ctx)
 	if err != nil {
-		return nil, err
+		return identity.ID{}, err
 	}
 	if s.cfg.HeardFrom != nil {
 		s.cfg.HeardFrom(caller.State)
+	}
+	return caller, nil
+}
+
+// Deliver implements RelayService.
+func (s *Service) Deliver(ctx context.Context, req *pocnetv1.DeliverRequest) (*pocnetv1.DeliverResponse, error) {
+	caller, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
 	}
 	results, err := s.cfg.Exchange.Receive(ctx, caller, req.GetEnvelopes(), nil)
 	if err != nil {
@@ -89,12 +100,9 @@ const MaxAheadWait = 30 * time.Second
 // DeliverAhead implements RelayService.
 func (s *Service) DeliverAhead(stream pocnetv1.RelayService_DeliverAheadServer) error {
 	ctx := stream.Context()
-	caller, err := auth.Caller(ctx)
+	caller, err := s.caller(ctx)
 	if err != nil {
 		return err
-	}
-	if s.cfg.HeardFrom != nil {
-		s.cfg.HeardFrom(caller.State)
 	}
 	first, err := stream.Recv()
 	if errors.Is(err, io.EOF) {
@@ -193,12 +201,8 @@ func recvDurable(stream pocnetv1.RelayService_DeliverAheadServer) error {
 
 // Ping implements RelayService.
 func (s *Service) Ping(ctx context.Context, _ *pocnetv1.PingRequest) (*pocnetv1.PingResponse, error) {
-	caller, err := auth.Caller(ctx)
-	if err != nil {
+	if _, err := s.caller(ctx); err != nil {
 		return nil, err
-	}
-	if s.cfg.HeardFrom != nil {
-		s.cfg.HeardFrom(caller.State)
 	}
 	return &pocnetv1.PingResponse{State: s.cfg.State, Time: timestamppb.New(s.cfg.Now())}, nil
 }
