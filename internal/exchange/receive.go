@@ -555,8 +555,9 @@ func (s *Service) Expired(ctx context.Context, items []relay.Item) error {
 // finish commits final delivery outcomes: status, receipt, outbox removal
 // and event, one update for the whole batch. It is deferred: the outcome is
 // already durable at the peer (a crash before this commit only means one
-// more delivery, answered with the same receipt), so it rides on the fsync
-// of the next update rather than delaying that update behind its own.
+// more delivery, answered with the same receipt), so it is applied at once
+// and made durable by the fsync of the next update, rather than delaying
+// that update behind an fsync of its own or adding its work to its group.
 func (s *Service) finish(ctx context.Context, done []outcome, now time.Time) error {
 	return s.cfg.Store.UpdateDeferred(ctx, func(tx *store.Tx) error {
 		for _, o := range done {

@@ -9,6 +9,9 @@
 // nothing it could lose in a crash. Many updates share one fsync (group
 // commit), which is how durability and throughput coexist. Pebble's logs are
 // zero-filled ahead of its writes (walfill.go), which makes each fsync cheaper.
+// UpdateDeferred, for work no one waits on in a hurry, is applied at once
+// but asks for no fsync of its own: the next update's sync covers it (or a
+// sync made for it after MaxDefer), and only then is it answered.
 // An update may ask to be told once it is applied, before it is durable
 // (Tx.OnApplied, with the sync's outcome to follow): the relay sends new
 // envelopes ahead that way, and the peer stores them only once durable here.

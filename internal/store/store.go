@@ -269,15 +269,18 @@ func (d *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	return d.update(ctx, &request{fn: fn, err: make(chan error, 1)})
 }
 
-// MaxDefer is the longest an UpdateDeferred waits for an update to share a
-// group with.
+// MaxDefer is the longest an UpdateDeferred waits for a sync made for
+// another update before the store makes one for it alone.
 const MaxDefer = 5 * time.Millisecond
 
 // UpdateDeferred is Update for work that no one is waiting on in a hurry
-// (recording a peer's receipt, say): instead of a group and an fsync of its
-// own, it joins the next group that an Update starts, or runs alone after
+// (recording a peer's receipt, say). It is applied as soon as the commit
+// goroutine reaches it, like any update, but when no other update is queued
+// it asks for no fsync of its own: the next update's sync makes it durable
+// too (a log is synced in order), or the store syncs it alone after
 // MaxDefer. It is exactly as atomic and durable as Update when it returns;
-// what it saves is an fsync that would delay the Update behind it.
+// what it saves is an fsync that would delay the Update behind it, and the
+// work it would add to that update's group.
 func (d *DB) UpdateDeferred(ctx context.Context, fn func(*Tx) error) error {
 	return d.update(ctx, &request{fn: fn, err: make(chan error, 1), deferred: true})
 }
@@ -305,6 +308,12 @@ func (d *DB) update(ctx context.Context, r *request) error {
 // for it to be durable before anyone is answered; meanwhile the next group
 // is built, so that one group's fsync overlaps the next group's work and
 // Pebble syncs both together.
+//
+// A group of deferred updates only is applied without a sync of its own
+// (unsynced): syncLoop holds it until a later group's sync, which covers
+// every record written to the log before it. Whenever something is held,
+// a sync comes within MaxDefer: the next group that asks for one, or a
+// group made only to sync (syncOnly).
 func (d *DB) commitLoop() {
 	defer close(d.done)
 	inflight := make(chan *applied, 16)
@@ -314,35 +323,48 @@ func (d *DB) commitLoop() {
 		close(inflight)
 		<-synced
 	}()
-	// waiting holds deferred updates until an update comes to share their
-	// group, or until MaxDefer after the first of them.
-	var waiting []*request
+	// held is whether syncLoop holds groups that no sync covers yet.
+	held := false
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	hand := func(a *applied) {
+		inflight <- a
+		switch {
+		case a.unsynced:
+			if !held {
+				held = true
+				timer.Reset(MaxDefer)
+			}
+		case a.b != nil:
+			// Its sync covers every group held before it.
+			held = false
+			timer.Stop()
+		case held:
+			// A group that wrote nothing (a read, or updates that all
+			// failed) is answered after what it may have read: at once.
+			held = false
+			timer.Stop()
+			inflight <- d.syncOnly()
+		}
+	}
 	for {
 		var group []*request
 		select {
 		case r, ok := <-d.reqs:
 			if !ok {
-				if len(waiting) > 0 {
-					inflight <- d.commitGroup(waiting)
+				if held {
+					inflight <- d.syncOnly()
 				}
 				return
 			}
-			if r.deferred && len(waiting) < d.maxGroup {
-				if len(waiting) == 0 {
-					timer.Reset(MaxDefer)
-				}
-				waiting = append(waiting, r)
-				continue
-			}
-			// A new slice each time: syncLoop still holds earlier groups.
-			group = append(append(make([]*request, 0, len(waiting)+8), waiting...), r)
+			group = append(make([]*request, 0, 8), r)
 		case <-timer.C:
-			group = append(make([]*request, 0, len(waiting)), waiting...)
+			if held {
+				held = false
+				inflight <- d.syncOnly()
+			}
+			continue
 		}
-		waiting = waiting[:0]
-		timer.Stop()
 	drain:
 		for len(group) < d.maxGroup {
 			select {
@@ -355,8 +377,26 @@ func (d *DB) commitLoop() {
 				break drain
 			}
 		}
-		inflight <- d.commitGroup(group)
+		hand(d.commitGroup(group))
 	}
+}
+
+// syncOnly returns a group that writes nothing but a log record, applied
+// with a sync: once durable, so is every group before it.
+func (d *DB) syncOnly() *applied {
+	if err := d.failure(); err != nil {
+		return &applied{}
+	}
+	b := d.db.NewBatch()
+	_ = b.LogData(nil, nil)
+	if err := d.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		b.Close()
+		err = fmt.Errorf("%w: sync: %v", ErrStorage, err)
+		d.failed.Store(&err)
+		d.log.Error("store sync failed; the node must be restarted", zap.Error(err))
+		return &applied{}
+	}
+	return &applied{b: b, seq: d.nextSeq, head: d.nextHead, at: time.Now()}
 }
 
 // applied is a group whose batch was applied, or failed, waiting for its
@@ -368,6 +408,9 @@ type applied struct {
 	seq   uint64     // newest event seq once durable
 	head  audit.Head // audit head once durable
 	at    time.Time  // when the batch was applied
+	// unsynced is a batch applied without a sync of its own: a later
+	// group's sync makes it durable.
+	unsynced bool
 	// durable is told the sync's outcome, for the OnApplied hooks of the
 	// group's updates; nil if none has any.
 	durable *Durable
@@ -394,38 +437,59 @@ func (d *Durable) resolve(err error) {
 }
 
 // syncLoop answers groups in commit order once their batches are durable,
-// and only then publishes their events and audit records.
+// and only then publishes their events and audit records. A group applied
+// without a sync of its own (and any group after it that wrote nothing) is
+// held until the next sync.
 func (d *DB) syncLoop(in <-chan *applied, done chan<- struct{}) {
 	defer close(done)
+	var held []*applied
 	for a := range in {
+		if a.unsynced || (a.b == nil && len(held) > 0 && d.failure() == nil) {
+			held = append(held, a)
+			continue
+		}
 		// After a failed sync nothing is durable any more, not even what a
 		// later update only reads: every later update fails (see failed).
 		err := d.failure()
-		if a.b != nil {
-			if err == nil {
-				if serr := a.b.SyncWait(); serr != nil {
-					err = fmt.Errorf("%w: sync failed, and the store takes no more updates: %v", ErrStorage, serr)
-					d.failed.Store(&err)
-					d.log.Error("store sync failed; the node must be restarted", zap.Error(serr), zap.Int("updates", len(a.group)))
-				}
-			}
-			a.b.Close()
-			if a.durable != nil {
-				a.durable.resolve(err)
-			}
-			if err == nil {
-				d.publish(a.seq, a.head)
-				if d.onSync != nil {
-					d.onSync(time.Since(a.at), len(a.group))
-				}
+		if a.b != nil && err == nil {
+			if serr := a.b.SyncWait(); serr != nil {
+				err = fmt.Errorf("%w: sync failed, and the store takes no more updates: %v", ErrStorage, serr)
+				d.failed.Store(&err)
+				d.log.Error("store sync failed; the node must be restarted", zap.Error(serr), zap.Int("updates", len(a.group)))
 			}
 		}
-		for i, r := range a.group {
-			if err != nil {
-				a.errs[i] = err
-			}
-			r.err <- a.errs[i]
+		for _, h := range held {
+			d.answer(h, err)
 		}
+		held = held[:0]
+		d.answer(a, err)
+	}
+	for _, h := range held {
+		// Not reached: commitLoop syncs what is held before it stops.
+		d.answer(h, fmt.Errorf("%w: the store closed before the update was synced", ErrStorage))
+	}
+}
+
+// answer resolves a group once its sync's outcome err is known: its
+// OnApplied hooks, its events and audit records, and its callers.
+func (d *DB) answer(a *applied, err error) {
+	if a.b != nil {
+		a.b.Close()
+		if a.durable != nil {
+			a.durable.resolve(err)
+		}
+		if err == nil {
+			d.publish(a.seq, a.head)
+			if d.onSync != nil && len(a.group) > 0 {
+				d.onSync(time.Since(a.at), len(a.group))
+			}
+		}
+	}
+	for i, r := range a.group {
+		if err != nil {
+			a.errs[i] = err
+		}
+		r.err <- a.errs[i]
 	}
 }
 
@@ -470,6 +534,11 @@ func (d *DB) commitGroup(group []*request) *applied {
 	var commitErr error
 	var events [][]byte // the group's events, from seq d.nextSeq+1
 	var hooks []func(*Durable)
+	// A group of deferred updates only asks for no sync of its own.
+	unsynced := true
+	for _, r := range group {
+		unsynced = unsynced && r.deferred
+	}
 	for i, r := range group {
 		tx := &Tx{db: d, group: pending}
 		if err := runFn(r.fn, tx); err != nil {
@@ -490,14 +559,20 @@ func (d *DB) commitGroup(group []*request) *applied {
 		hooks = append(hooks, tx.applied...)
 	}
 	if commitErr == nil && !b.Empty() {
-		if err := d.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		var err error
+		if unsynced {
+			err = d.db.Apply(b, pebble.NoSync)
+		} else {
+			err = d.db.ApplyNoSyncWait(b, pebble.Sync)
+		}
+		if err != nil {
 			commitErr = fmt.Errorf("%w: commit: %v", ErrStorage, err)
 			d.log.Error("store commit failed; the group's updates were not applied", zap.Error(err), zap.Int("updates", len(group)))
 		} else {
 			d.recent.add(d.nextSeq+1, events)
 			d.records.add(pending.ops)
 			d.nextSeq, d.nextHead = seq, head
-			a := &applied{b: b, group: group, errs: errs, seq: seq, head: head, at: time.Now()}
+			a := &applied{b: b, group: group, errs: errs, seq: seq, head: head, at: time.Now(), unsynced: unsynced}
 			if len(hooks) > 0 {
 				a.durable = &Durable{done: make(chan struct{})}
 				for _, fn := range hooks {
