@@ -27,6 +27,7 @@ type gatedFS struct {
 	held    atomic.Bool
 	gate    chan struct{} // closed to let held syncs go on
 	failing atomic.Bool
+	synced  atomic.Int64 // updates reported made durable, if OnSync adds them
 }
 
 func (g *gatedFS) wrap(fs vfs.FS) vfs.FS {

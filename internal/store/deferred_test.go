@@ -19,7 +19,7 @@ func gatedStore(t *testing.T) (d *DB, fs *vfs.MemFS, g *gatedFS, release func())
 	t.Helper()
 	fs = vfs.NewCrashableMem()
 	g = &gatedFS{gate: make(chan struct{})}
-	d, err := Open("db", Options{FS: g.wrap(fs), Keys: testKeys})
+	d, err := Open("db", Options{FS: g.wrap(fs), Keys: testKeys, OnSync: func(_ time.Duration, n int) { g.synced.Add(int64(n)) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +87,7 @@ func TestDeferredDurableByNextSync(t *testing.T) {
 	now := time.Now()
 	before, _ := d.LastSeq()
 
+	syncedBefore := g.synced.Load()
 	g.held.Store(true)
 	deferred := record(t, pocnetv1.Direction_DIRECTION_OUTBOUND, "technical", pocnetv1.Urgency_URGENCY_ROUTINE, now)
 	deferredDone := make(chan error, 1)
@@ -123,6 +124,9 @@ func TestDeferredDurableByNextSync(t *testing.T) {
 	}
 	if last, _ := d.LastSeq(); last != before+2 {
 		t.Fatalf("LastSeq = %d after the sync, want %d", last, before+2)
+	}
+	if n := g.synced.Load() - syncedBefore; n != 2 {
+		t.Fatalf("OnSync was told of %d updates made durable, want 2", n)
 	}
 	for i, kept := range survives(t, fs, deferred.GetView().GetId(), next.GetView().GetId()) {
 		if !kept {

@@ -42,9 +42,10 @@ type Options struct {
 	// Keys seal every value written and open every value read; required.
 	// SetKeys replaces them while the store runs.
 	Keys *datakey.Ring
-	// OnSync, if set, is told of every group made durable: how long its
-	// sync took from the moment the group was applied, and how many
-	// updates it held. It runs in the sync goroutine and must be quick.
+	// OnSync, if set, is told of every sync: how long it took from the
+	// moment its group was applied, and how many updates it made durable
+	// (deferred ones applied before it included). It runs in the sync
+	// goroutine and must be quick.
 	OnSync func(took time.Duration, updates int)
 
 	// growLog leaves Pebble's logs to grow with each write, as Pebble
@@ -391,7 +392,7 @@ func (d *DB) syncOnly() *applied {
 	_ = b.LogData(nil, nil)
 	if err := d.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
 		b.Close()
-		err = fmt.Errorf("%w: sync: %v", ErrStorage, err)
+		err = fmt.Errorf("%w: updates applied without a sync of their own could not be synced, and the store takes no more updates: %v", ErrStorage, err)
 		d.failed.Store(&err)
 		d.log.Error("store sync failed; the node must be restarted", zap.Error(err))
 		return &applied{}
@@ -458,6 +459,13 @@ func (d *DB) syncLoop(in <-chan *applied, done chan<- struct{}) {
 				d.log.Error("store sync failed; the node must be restarted", zap.Error(serr), zap.Int("updates", len(a.group)))
 			}
 		}
+		if a.b != nil && err == nil && d.onSync != nil {
+			updates := len(a.group)
+			for _, h := range held {
+				updates += len(h.group)
+			}
+			d.onSync(time.Since(a.at), updates)
+		}
 		for _, h := range held {
 			d.answer(h, err)
 		}
@@ -480,9 +488,6 @@ func (d *DB) answer(a *applied, err error) {
 		}
 		if err == nil {
 			d.publish(a.seq, a.head)
-			if d.onSync != nil && len(a.group) > 0 {
-				d.onSync(time.Since(a.at), len(a.group))
-			}
 		}
 	}
 	for i, r := range a.group {
