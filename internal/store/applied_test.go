@@ -27,6 +27,7 @@ type gatedFS struct {
 	held    atomic.Bool
 	gate    chan struct{} // closed to let held syncs go on
 	failing atomic.Bool
+	syncs   atomic.Int64 // syncs reported, if OnSync counts them
 	synced  atomic.Int64 // updates reported made durable, if OnSync adds them
 }
 

@@ -15,11 +15,18 @@ import (
 // gatedStore opens a store on a crashable file system whose log syncs can
 // be held (gatedFS). release lets held syncs go on; it is safe to call
 // more than once and runs at cleanup, before Close waits for the syncs.
-func gatedStore(t *testing.T) (d *DB, fs *vfs.MemFS, g *gatedFS, release func()) {
+//
+// maxDefer is the store's MaxDefer: 0 for the default, an hour where only
+// another update's sync may make a deferred one durable.
+func gatedStore(t *testing.T, maxDefer time.Duration) (d *DB, fs *vfs.MemFS, g *gatedFS, release func()) {
 	t.Helper()
 	fs = vfs.NewCrashableMem()
 	g = &gatedFS{gate: make(chan struct{})}
-	d, err := Open("db", Options{FS: g.wrap(fs), Keys: testKeys, OnSync: func(_ time.Duration, n int) { g.synced.Add(int64(n)) }})
+	onSync := func(_ time.Duration, n int) {
+		g.syncs.Add(1)
+		g.synced.Add(int64(n))
+	}
+	d, err := Open("db", Options{FS: g.wrap(fs), Keys: testKeys, OnSync: onSync, maxDefer: maxDefer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,13 +88,14 @@ func returnedYet(ch <-chan error) bool {
 
 // TestDeferredDurableByNextSync: a deferred update is applied at once, but
 // neither answered nor are its events published before a sync covers it;
-// an update behind it makes both durable with its sync.
+// the sync of an update behind it makes both durable. MaxDefer is an hour:
+// no sync is made for the deferred update alone.
 func TestDeferredDurableByNextSync(t *testing.T) {
-	d, fs, g, release := gatedStore(t)
+	d, fs, g, release := gatedStore(t, time.Hour)
 	now := time.Now()
 	before, _ := d.LastSeq()
 
-	syncedBefore := g.synced.Load()
+	syncsBefore, syncedBefore := g.syncs.Load(), g.synced.Load()
 	g.held.Store(true)
 	deferred := record(t, pocnetv1.Direction_DIRECTION_OUTBOUND, "technical", pocnetv1.Urgency_URGENCY_ROUTINE, now)
 	deferredDone := make(chan error, 1)
@@ -125,8 +133,8 @@ func TestDeferredDurableByNextSync(t *testing.T) {
 	if last, _ := d.LastSeq(); last != before+2 {
 		t.Fatalf("LastSeq = %d after the sync, want %d", last, before+2)
 	}
-	if n := g.synced.Load() - syncedBefore; n != 2 {
-		t.Fatalf("OnSync was told of %d updates made durable, want 2", n)
+	if n, m := g.syncs.Load()-syncsBefore, g.synced.Load()-syncedBefore; n != 1 || m != 2 {
+		t.Fatalf("OnSync was told of %d syncs making %d updates durable, want 1 sync making 2", n, m)
 	}
 	for i, kept := range survives(t, fs, deferred.GetView().GetId(), next.GetView().GetId()) {
 		if !kept {
@@ -154,7 +162,7 @@ func TestDeferredAloneIsSynced(t *testing.T) {
 // TestReadAfterDeferredWaitsForSync: an update that writes nothing but read
 // what a deferred update wrote is not answered before that is durable.
 func TestReadAfterDeferredWaitsForSync(t *testing.T) {
-	d, fs, g, release := gatedStore(t)
+	d, fs, g, release := gatedStore(t, time.Hour)
 	now := time.Now()
 	g.held.Store(true)
 	rec := record(t, pocnetv1.Direction_DIRECTION_OUTBOUND, "technical", pocnetv1.Urgency_URGENCY_ROUTINE, now)
@@ -195,7 +203,7 @@ func TestReadAfterDeferredWaitsForSync(t *testing.T) {
 // TestDeferredSyncFails: when the sync that would cover a deferred update
 // fails, its caller is told, as Update's would be.
 func TestDeferredSyncFails(t *testing.T) {
-	d, _, g, _ := gatedStore(t)
+	d, _, g, _ := gatedStore(t, 0)
 	g.failing.Store(true)
 	now := time.Now()
 	rec := record(t, pocnetv1.Direction_DIRECTION_OUTBOUND, "technical", pocnetv1.Urgency_URGENCY_ROUTINE, now)
@@ -205,5 +213,78 @@ func TestDeferredSyncFails(t *testing.T) {
 	}
 	if err := d.Update(context.Background(), func(*Tx) error { return nil }); !errors.Is(err, ErrStorage) {
 		t.Fatalf("Update after a failed sync = %v, want ErrStorage", err)
+	}
+}
+
+// TestDeferredAcrossLogRotation: a deferred update written to a log that
+// Pebble then closes for a new one is still answered only after a sync
+// that the store asked for, and then survives a crash.
+func TestDeferredAcrossLogRotation(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	d, err := Open("db", Options{FS: fs, Keys: testKeys, maxDefer: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	now := time.Now()
+	deferred := record(t, pocnetv1.Direction_DIRECTION_OUTBOUND, "technical", pocnetv1.Urgency_URGENCY_ROUTINE, now)
+	deferredDone := make(chan error, 1)
+	go func() {
+		deferredDone <- d.UpdateDeferred(context.Background(), func(tx *Tx) error { return put(tx, deferred, now) })
+	}()
+	readable(t, d, deferred.GetView().GetId())
+	// A flush moves Pebble to a new log.
+	if err := d.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if returnedYet(deferredDone) {
+		t.Fatal("UpdateDeferred returned before the store asked for any sync")
+	}
+	next := record(t, pocnetv1.Direction_DIRECTION_OUTBOUND, "technical", pocnetv1.Urgency_URGENCY_ROUTINE, now)
+	if err := d.Update(context.Background(), func(tx *Tx) error { return put(tx, next, now) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-deferredDone; err != nil {
+		t.Fatal(err)
+	}
+	for i, kept := range survives(t, fs, deferred.GetView().GetId(), next.GetView().GetId()) {
+		if !kept {
+			t.Fatalf("acknowledged update %d lost in a crash", i)
+		}
+	}
+}
+
+// TestCloseSyncsHeld: Close makes what is held durable and answers it.
+func TestCloseSyncsHeld(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	d, err := Open("db", Options{FS: fs, Keys: testKeys, maxDefer: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rec := record(t, pocnetv1.Direction_DIRECTION_OUTBOUND, "technical", pocnetv1.Urgency_URGENCY_ROUTINE, now)
+	done := make(chan error, 1)
+	go func() {
+		done <- d.UpdateDeferred(context.Background(), func(tx *Tx) error { return put(tx, rec, now) })
+	}()
+	readable(t, d, rec.GetView().GetId())
+	if returnedYet(done) {
+		t.Fatal("UpdateDeferred returned before the store asked for any sync")
+	}
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("UpdateDeferred = %v across Close", err)
+	}
+	if kept := survives(t, fs, rec.GetView().GetId()); !kept[0] {
+		t.Fatal("an update answered at Close was lost in a crash")
+	}
+	// The crash clone taken before Close shows it was not durable until then.
+	r := open(t, crashed)
+	defer r.Close()
+	if _, err := r.Message(rec.GetView().GetId()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("before Close, a crash would have kept the held update (%v): it was synced without being asked", err)
 	}
 }

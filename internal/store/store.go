@@ -48,6 +48,8 @@ type Options struct {
 	// goroutine and must be quick.
 	OnSync func(took time.Duration, updates int)
 
+	// maxDefer replaces MaxDefer, for tests; 0 means MaxDefer.
+	maxDefer time.Duration
 	// growLog leaves Pebble's logs to grow with each write, as Pebble
 	// writes them (walfill.go); for the benchmark that compares both.
 	growLog bool
@@ -60,6 +62,7 @@ type DB struct {
 	onSync   func(time.Duration, int)
 	reqs     chan *request
 	maxGroup int
+	maxDefer time.Duration
 	done     chan struct{}
 	stopOnce sync.Once
 	closeMu  sync.RWMutex
@@ -112,6 +115,9 @@ func Open(dir string, o Options) (*DB, error) {
 	if o.MaxGroup <= 0 {
 		o.MaxGroup = 512
 	}
+	if o.maxDefer <= 0 {
+		o.maxDefer = MaxDefer
+	}
 	if o.FS == nil {
 		o.FS = vfs.Default
 	}
@@ -163,6 +169,7 @@ func Open(dir string, o Options) (*DB, error) {
 		onSync:   o.OnSync,
 		reqs:     make(chan *request, o.MaxGroup),
 		maxGroup: o.MaxGroup,
+		maxDefer: o.maxDefer,
 		done:     make(chan struct{}),
 		changed:  make(chan struct{}),
 	}
@@ -276,12 +283,17 @@ const MaxDefer = 5 * time.Millisecond
 
 // UpdateDeferred is Update for work that no one is waiting on in a hurry
 // (recording a peer's receipt, say). It is applied as soon as the commit
-// goroutine reaches it, like any update, but when no other update is queued
-// it asks for no fsync of its own: the next update's sync makes it durable
-// too (a log is synced in order), or the store syncs it alone after
-// MaxDefer. It is exactly as atomic and durable as Update when it returns;
-// what it saves is an fsync that would delay the Update behind it, and the
-// work it would add to that update's group.
+// goroutine reaches it, like any update, but when its group holds only
+// deferred updates it asks for no fsync of its own: the next update's sync
+// makes it durable too (Pebble writes and syncs its logs in order, and
+// syncs a log before it starts the next), or the store syncs it alone
+// after MaxDefer. It is exactly as atomic and durable as Update when it
+// returns; what it saves is an fsync that would delay the Update behind it,
+// and the work it would add to that update's group.
+//
+// Until then what it wrote is readable, by reads outside Update too, though
+// it is not yet durable: it must be work whose loss in a crash is harmless
+// (a receipt lost is asked for again with one more delivery).
 func (d *DB) UpdateDeferred(ctx context.Context, fn func(*Tx) error) error {
 	return d.update(ctx, &request{fn: fn, err: make(chan error, 1), deferred: true})
 }
@@ -334,7 +346,7 @@ func (d *DB) commitLoop() {
 		case a.unsynced:
 			if !held {
 				held = true
-				timer.Reset(MaxDefer)
+				timer.Reset(d.maxDefer)
 			}
 		case a.b != nil:
 			// Its sync covers every group held before it.
@@ -452,18 +464,27 @@ func (d *DB) syncLoop(in <-chan *applied, done chan<- struct{}) {
 		// After a failed sync nothing is durable any more, not even what a
 		// later update only reads: every later update fails (see failed).
 		err := d.failure()
-		if a.b != nil && err == nil {
-			if serr := a.b.SyncWait(); serr != nil {
+		// updates counts what this sync makes durable: the group's own
+		// and those held for it, reads left out.
+		updates := 0
+		if a.b != nil {
+			updates = len(a.group)
+		}
+		for _, h := range held {
+			if h.b != nil {
+				updates += len(h.group)
+			}
+		}
+		if a.b != nil {
+			// Pebble must be done with a batch before it is closed, even
+			// after an earlier failure made its outcome moot.
+			if serr := a.b.SyncWait(); serr != nil && err == nil {
 				err = fmt.Errorf("%w: sync failed, and the store takes no more updates: %v", ErrStorage, serr)
 				d.failed.Store(&err)
-				d.log.Error("store sync failed; the node must be restarted", zap.Error(serr), zap.Int("updates", len(a.group)))
+				d.log.Error("store sync failed; the node must be restarted", zap.Error(serr), zap.Int("updates", updates))
 			}
 		}
 		if a.b != nil && err == nil && d.onSync != nil {
-			updates := len(a.group)
-			for _, h := range held {
-				updates += len(h.group)
-			}
 			d.onSync(time.Since(a.at), updates)
 		}
 		for _, h := range held {
