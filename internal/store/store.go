@@ -131,6 +131,8 @@ func Open(dir string, o Options) (*DB, error) {
 		// A larger memtable absorbs a crisis burst with fewer flushes and
 		// less compaction work competing with the commit path for CPU.
 		MemTableSize: 32 << 20,
+		// WALFailover stays unset: UpdateDeferred relies on one log at a
+		// time, written and synced in order, each synced before the next.
 	}
 	// Every delivery first looks up envelope ids that are almost always
 	// new; Bloom filters answer most of those misses without reading a
