@@ -247,6 +247,9 @@ func pocnet(b *testing.B) *system {
 						Kind: pocnetv1.Kind_KIND_REQUEST_FOR_INFORMATION, Urgency: pocnetv1.Urgency_URGENCY_PRIORITY,
 						Subject: fmt.Sprintf("Scanning campaign, report %d", seq), Body: body, Language: "en",
 					},
+					// The sender keeps what it sent; the watcher below gets
+					// every message whole.
+					View: pocnetv1.MessageView_MESSAGE_VIEW_BASIC,
 				})
 				if err != nil {
 					return "", err

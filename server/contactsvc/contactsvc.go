@@ -53,10 +53,14 @@ func (s *Service) SendCommunication(ctx context.Context, req *pocnetv1.SendCommu
 	if err != nil {
 		return nil, err
 	}
+	if err := checkView(req.GetView()); err != nil {
+		return nil, err
+	}
 	m, err := s.cfg.Exchange.Send(ctx, caller, req)
 	if err != nil {
 		return nil, rpcerr.Status(err)
 	}
+	applyView(req.GetView(), m)
 	return &pocnetv1.SendCommunicationResponse{Message: m}, nil
 }
 
@@ -66,10 +70,14 @@ func (s *Service) GetMessage(ctx context.Context, req *pocnetv1.GetMessageReques
 	if err != nil {
 		return nil, err
 	}
+	if err := checkView(req.GetView()); err != nil {
+		return nil, err
+	}
 	m, err := s.cfg.Exchange.Get(ctx, caller, req.GetId())
 	if err != nil {
 		return nil, rpcerr.Status(err)
 	}
+	applyView(req.GetView(), m)
 	return &pocnetv1.GetMessageResponse{Message: m}, nil
 }
 
@@ -79,10 +87,14 @@ func (s *Service) ListMessages(ctx context.Context, req *pocnetv1.ListMessagesRe
 	if err != nil {
 		return nil, err
 	}
+	if err := checkView(req.GetView()); err != nil {
+		return nil, err
+	}
 	ms, next, err := s.cfg.Exchange.List(ctx, caller, req)
 	if err != nil {
 		return nil, rpcerr.Status(err)
 	}
+	applyView(req.GetView(), ms...)
 	return &pocnetv1.ListMessagesResponse{Messages: ms, NextPageToken: next}, nil
 }
 
@@ -92,10 +104,14 @@ func (s *Service) GetThread(ctx context.Context, req *pocnetv1.GetThreadRequest)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkView(req.GetView()); err != nil {
+		return nil, err
+	}
 	ms, err := s.cfg.Exchange.Thread(ctx, caller, req.GetId())
 	if err != nil {
 		return nil, rpcerr.Status(err)
 	}
+	applyView(req.GetView(), ms...)
 	return &pocnetv1.GetThreadResponse{Messages: ms}, nil
 }
 
@@ -105,7 +121,11 @@ func (s *Service) WatchEvents(req *pocnetv1.WatchEventsRequest, stream grpc.Serv
 	if err != nil {
 		return err
 	}
+	if err := checkView(req.GetView()); err != nil {
+		return err
+	}
 	err = s.cfg.Exchange.Events(stream.Context(), caller, req.GetAfterSeq(), func(ev *pocnetv1.Event) error {
+		applyView(req.GetView(), ev.GetMessage())
 		return stream.Send(&pocnetv1.WatchEventsResponse{Event: ev})
 	})
 	if stream.Context().Err() != nil {
@@ -133,10 +153,14 @@ func (s *Service) Respond(ctx context.Context, req *pocnetv1.RespondRequest) (*p
 	if err != nil {
 		return nil, err
 	}
+	if err := checkView(req.GetView()); err != nil {
+		return nil, err
+	}
 	m, err := s.cfg.Exchange.Respond(ctx, caller, req.GetId(), req.GetRequestId(), req.GetCommunication())
 	if err != nil {
 		return nil, rpcerr.Status(err)
 	}
+	applyView(req.GetView(), m)
 	return &pocnetv1.RespondResponse{Response: m}, nil
 }
 

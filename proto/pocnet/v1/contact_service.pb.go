@@ -37,7 +37,11 @@ type SendCommunicationRequest struct {
 	FromRole      string         `protobuf:"bytes,4,opt,name=from_role,json=fromRole,proto3" json:"from_role,omitempty"`
 	Communication *Communication `protobuf:"bytes,5,opt,name=communication,proto3" json:"communication,omitempty"`
 	// ExpiresAt bounds delivery attempts; default 7 days after sending.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// View is how much of the stored message the response carries; a sender
+	// that keeps what it sent may ask for MESSAGE_VIEW_BASIC and not have the
+	// communication sent back to it.
+	View          MessageView `protobuf:"varint,7,opt,name=view,proto3,enum=pocnet.v1.MessageView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -114,6 +118,13 @@ func (x *SendCommunicationRequest) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *SendCommunicationRequest) GetView() MessageView {
+	if x != nil {
+		return x.View
+	}
+	return MessageView_MESSAGE_VIEW_UNSPECIFIED
+}
+
 // SendCommunicationResponse returns the stored message.
 type SendCommunicationResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -163,6 +174,7 @@ func (x *SendCommunicationResponse) GetMessage() *Message {
 type GetMessageRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	View          MessageView            `protobuf:"varint,2,opt,name=view,proto3,enum=pocnet.v1.MessageView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,6 +214,13 @@ func (x *GetMessageRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *GetMessageRequest) GetView() MessageView {
+	if x != nil {
+		return x.View
+	}
+	return MessageView_MESSAGE_VIEW_UNSPECIFIED
 }
 
 // GetMessageResponse returns the message.
@@ -258,7 +277,8 @@ type ListMessagesRequest struct {
 	PageSize  int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// IncludeArchived also lists inbound messages marked archived.
-	IncludeArchived bool `protobuf:"varint,4,opt,name=include_archived,json=includeArchived,proto3" json:"include_archived,omitempty"`
+	IncludeArchived bool        `protobuf:"varint,4,opt,name=include_archived,json=includeArchived,proto3" json:"include_archived,omitempty"`
+	View            MessageView `protobuf:"varint,5,opt,name=view,proto3,enum=pocnet.v1.MessageView" json:"view,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -321,6 +341,13 @@ func (x *ListMessagesRequest) GetIncludeArchived() bool {
 	return false
 }
 
+func (x *ListMessagesRequest) GetView() MessageView {
+	if x != nil {
+		return x.View
+	}
+	return MessageView_MESSAGE_VIEW_UNSPECIFIED
+}
+
 // ListMessagesResponse is one page.
 type ListMessagesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -378,6 +405,7 @@ func (x *ListMessagesResponse) GetNextPageToken() string {
 type GetThreadRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	View          MessageView            `protobuf:"varint,2,opt,name=view,proto3,enum=pocnet.v1.MessageView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -417,6 +445,13 @@ func (x *GetThreadRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *GetThreadRequest) GetView() MessageView {
+	if x != nil {
+		return x.View
+	}
+	return MessageView_MESSAGE_VIEW_UNSPECIFIED
 }
 
 // GetThreadResponse lists the thread's messages, oldest first.
@@ -468,7 +503,9 @@ func (x *GetThreadResponse) GetMessages() []*Message {
 type WatchEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// AfterSeq is the last seq the client saw; 0 starts from the beginning.
-	AfterSeq      uint64 `protobuf:"varint,1,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	AfterSeq uint64 `protobuf:"varint,1,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// View is how much of each event's message the stream carries.
+	View          MessageView `protobuf:"varint,2,opt,name=view,proto3,enum=pocnet.v1.MessageView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -508,6 +545,13 @@ func (x *WatchEventsRequest) GetAfterSeq() uint64 {
 		return x.AfterSeq
 	}
 	return 0
+}
+
+func (x *WatchEventsRequest) GetView() MessageView {
+	if x != nil {
+		return x.View
+	}
+	return MessageView_MESSAGE_VIEW_UNSPECIFIED
 }
 
 // WatchEventsResponse carries one event.
@@ -660,6 +704,8 @@ type RespondRequest struct {
 	// RequestId makes retries safe, as in SendCommunicationRequest.
 	RequestId     string         `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Communication *Communication `protobuf:"bytes,3,opt,name=communication,proto3" json:"communication,omitempty"`
+	// View is how much of the response sent the reply carries.
+	View          MessageView `protobuf:"varint,4,opt,name=view,proto3,enum=pocnet.v1.MessageView" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -713,6 +759,13 @@ func (x *RespondRequest) GetCommunication() *Communication {
 		return x.Communication
 	}
 	return nil
+}
+
+func (x *RespondRequest) GetView() MessageView {
+	if x != nil {
+		return x.View
+	}
+	return MessageView_MESSAGE_VIEW_UNSPECIFIED
 }
 
 // RespondResponse returns the response sent.
@@ -1351,7 +1404,7 @@ var File_pocnet_v1_contact_service_proto protoreflect.FileDescriptor
 
 const file_pocnet_v1_contact_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpocnet/v1/contact_service.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\x1a\x19pocnet/v1/directory.proto\x1a\x17pocnet/v1/message.proto\"\x85\x02\n" +
+	"\x1fpocnet/v1/contact_service.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\x1a\x19pocnet/v1/directory.proto\x1a\x17pocnet/v1/message.proto\"\xb1\x02\n" +
 	"\x18SendCommunicationRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -1360,40 +1413,46 @@ const file_pocnet_v1_contact_service_proto_rawDesc = "" +
 	"\tfrom_role\x18\x04 \x01(\tR\bfromRole\x12>\n" +
 	"\rcommunication\x18\x05 \x01(\v2\x18.pocnet.v1.CommunicationR\rcommunication\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"I\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12*\n" +
+	"\x04view\x18\a \x01(\x0e2\x16.pocnet.v1.MessageViewR\x04view\"I\n" +
 	"\x19SendCommunicationResponse\x12,\n" +
-	"\amessage\x18\x01 \x01(\v2\x12.pocnet.v1.MessageR\amessage\"#\n" +
+	"\amessage\x18\x01 \x01(\v2\x12.pocnet.v1.MessageR\amessage\"O\n" +
 	"\x11GetMessageRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"B\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x16.pocnet.v1.MessageViewR\x04view\"B\n" +
 	"\x12GetMessageResponse\x12,\n" +
-	"\amessage\x18\x01 \x01(\v2\x12.pocnet.v1.MessageR\amessage\"\xb0\x01\n" +
+	"\amessage\x18\x01 \x01(\v2\x12.pocnet.v1.MessageR\amessage\"\xdc\x01\n" +
 	"\x13ListMessagesRequest\x122\n" +
 	"\tdirection\x18\x01 \x01(\x0e2\x14.pocnet.v1.DirectionR\tdirection\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\x12)\n" +
-	"\x10include_archived\x18\x04 \x01(\bR\x0fincludeArchived\"n\n" +
+	"\x10include_archived\x18\x04 \x01(\bR\x0fincludeArchived\x12*\n" +
+	"\x04view\x18\x05 \x01(\x0e2\x16.pocnet.v1.MessageViewR\x04view\"n\n" +
 	"\x14ListMessagesResponse\x12.\n" +
 	"\bmessages\x18\x01 \x03(\v2\x12.pocnet.v1.MessageR\bmessages\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\"\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"N\n" +
 	"\x10GetThreadRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"C\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x16.pocnet.v1.MessageViewR\x04view\"C\n" +
 	"\x11GetThreadResponse\x12.\n" +
-	"\bmessages\x18\x01 \x03(\v2\x12.pocnet.v1.MessageR\bmessages\"1\n" +
+	"\bmessages\x18\x01 \x03(\v2\x12.pocnet.v1.MessageR\bmessages\"]\n" +
 	"\x12WatchEventsRequest\x12\x1b\n" +
-	"\tafter_seq\x18\x01 \x01(\x04R\bafterSeq\"=\n" +
+	"\tafter_seq\x18\x01 \x01(\x04R\bafterSeq\x12*\n" +
+	"\x04view\x18\x02 \x01(\x0e2\x16.pocnet.v1.MessageViewR\x04view\"=\n" +
 	"\x13WatchEventsResponse\x12&\n" +
 	"\x05event\x18\x01 \x01(\v2\x10.pocnet.v1.EventR\x05event\"8\n" +
 	"\x12AcknowledgeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04note\x18\x02 \x01(\tR\x04note\"S\n" +
 	"\x13AcknowledgeResponse\x12<\n" +
-	"\x0facknowledgement\x18\x01 \x01(\v2\x12.pocnet.v1.MessageR\x0facknowledgement\"\x7f\n" +
+	"\x0facknowledgement\x18\x01 \x01(\v2\x12.pocnet.v1.MessageR\x0facknowledgement\"\xab\x01\n" +
 	"\x0eRespondRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\x12>\n" +
-	"\rcommunication\x18\x03 \x01(\v2\x18.pocnet.v1.CommunicationR\rcommunication\"A\n" +
+	"\rcommunication\x18\x03 \x01(\v2\x18.pocnet.v1.CommunicationR\rcommunication\x12*\n" +
+	"\x04view\x18\x04 \x01(\x0e2\x16.pocnet.v1.MessageViewR\x04view\"A\n" +
 	"\x0fRespondResponse\x12.\n" +
 	"\bresponse\x18\x01 \x01(\v2\x12.pocnet.v1.MessageR\bresponse\"8\n" +
 	"\x0eDeclineRequest\x12\x0e\n" +
@@ -1489,62 +1548,69 @@ var file_pocnet_v1_contact_service_proto_goTypes = []any{
 	(*PeerStatus)(nil),                // 24: pocnet.v1.PeerStatus
 	(*Communication)(nil),             // 25: pocnet.v1.Communication
 	(*timestamppb.Timestamp)(nil),     // 26: google.protobuf.Timestamp
-	(*Message)(nil),                   // 27: pocnet.v1.Message
-	(Direction)(0),                    // 28: pocnet.v1.Direction
-	(*Event)(nil),                     // 29: pocnet.v1.Event
-	(LocalState)(0),                   // 30: pocnet.v1.LocalState
-	(*Directory)(nil),                 // 31: pocnet.v1.Directory
-	(*PointOfContact)(nil),            // 32: pocnet.v1.PointOfContact
+	(MessageView)(0),                  // 27: pocnet.v1.MessageView
+	(*Message)(nil),                   // 28: pocnet.v1.Message
+	(Direction)(0),                    // 29: pocnet.v1.Direction
+	(*Event)(nil),                     // 30: pocnet.v1.Event
+	(LocalState)(0),                   // 31: pocnet.v1.LocalState
+	(*Directory)(nil),                 // 32: pocnet.v1.Directory
+	(*PointOfContact)(nil),            // 33: pocnet.v1.PointOfContact
 }
 var file_pocnet_v1_contact_service_proto_depIdxs = []int32{
 	25, // 0: pocnet.v1.SendCommunicationRequest.communication:type_name -> pocnet.v1.Communication
 	26, // 1: pocnet.v1.SendCommunicationRequest.expires_at:type_name -> google.protobuf.Timestamp
-	27, // 2: pocnet.v1.SendCommunicationResponse.message:type_name -> pocnet.v1.Message
-	27, // 3: pocnet.v1.GetMessageResponse.message:type_name -> pocnet.v1.Message
-	28, // 4: pocnet.v1.ListMessagesRequest.direction:type_name -> pocnet.v1.Direction
-	27, // 5: pocnet.v1.ListMessagesResponse.messages:type_name -> pocnet.v1.Message
-	27, // 6: pocnet.v1.GetThreadResponse.messages:type_name -> pocnet.v1.Message
-	29, // 7: pocnet.v1.WatchEventsResponse.event:type_name -> pocnet.v1.Event
-	27, // 8: pocnet.v1.AcknowledgeResponse.acknowledgement:type_name -> pocnet.v1.Message
-	25, // 9: pocnet.v1.RespondRequest.communication:type_name -> pocnet.v1.Communication
-	27, // 10: pocnet.v1.RespondResponse.response:type_name -> pocnet.v1.Message
-	27, // 11: pocnet.v1.DeclineResponse.decline:type_name -> pocnet.v1.Message
-	30, // 12: pocnet.v1.SetLocalStateRequest.local_state:type_name -> pocnet.v1.LocalState
-	27, // 13: pocnet.v1.SetLocalStateResponse.message:type_name -> pocnet.v1.Message
-	31, // 14: pocnet.v1.GetDirectoryResponse.directory:type_name -> pocnet.v1.Directory
-	32, // 15: pocnet.v1.GetPolicyResponse.points_of_contact:type_name -> pocnet.v1.PointOfContact
-	24, // 16: pocnet.v1.GetNodeStatusResponse.peers:type_name -> pocnet.v1.PeerStatus
-	26, // 17: pocnet.v1.PeerStatus.last_contact:type_name -> google.protobuf.Timestamp
-	26, // 18: pocnet.v1.PeerStatus.next_attempt:type_name -> google.protobuf.Timestamp
-	0,  // 19: pocnet.v1.ContactService.SendCommunication:input_type -> pocnet.v1.SendCommunicationRequest
-	2,  // 20: pocnet.v1.ContactService.GetMessage:input_type -> pocnet.v1.GetMessageRequest
-	4,  // 21: pocnet.v1.ContactService.ListMessages:input_type -> pocnet.v1.ListMessagesRequest
-	6,  // 22: pocnet.v1.ContactService.GetThread:input_type -> pocnet.v1.GetThreadRequest
-	8,  // 23: pocnet.v1.ContactService.WatchEvents:input_type -> pocnet.v1.WatchEventsRequest
-	10, // 24: pocnet.v1.ContactService.Acknowledge:input_type -> pocnet.v1.AcknowledgeRequest
-	12, // 25: pocnet.v1.ContactService.Respond:input_type -> pocnet.v1.RespondRequest
-	14, // 26: pocnet.v1.ContactService.Decline:input_type -> pocnet.v1.DeclineRequest
-	16, // 27: pocnet.v1.ContactService.SetLocalState:input_type -> pocnet.v1.SetLocalStateRequest
-	18, // 28: pocnet.v1.ContactService.GetDirectory:input_type -> pocnet.v1.GetDirectoryRequest
-	20, // 29: pocnet.v1.ContactService.GetPolicy:input_type -> pocnet.v1.GetPolicyRequest
-	22, // 30: pocnet.v1.ContactService.GetNodeStatus:input_type -> pocnet.v1.GetNodeStatusRequest
-	1,  // 31: pocnet.v1.ContactService.SendCommunication:output_type -> pocnet.v1.SendCommunicationResponse
-	3,  // 32: pocnet.v1.ContactService.GetMessage:output_type -> pocnet.v1.GetMessageResponse
-	5,  // 33: pocnet.v1.ContactService.ListMessages:output_type -> pocnet.v1.ListMessagesResponse
-	7,  // 34: pocnet.v1.ContactService.GetThread:output_type -> pocnet.v1.GetThreadResponse
-	9,  // 35: pocnet.v1.ContactService.WatchEvents:output_type -> pocnet.v1.WatchEventsResponse
-	11, // 36: pocnet.v1.ContactService.Acknowledge:output_type -> pocnet.v1.AcknowledgeResponse
-	13, // 37: pocnet.v1.ContactService.Respond:output_type -> pocnet.v1.RespondResponse
-	15, // 38: pocnet.v1.ContactService.Decline:output_type -> pocnet.v1.DeclineResponse
-	17, // 39: pocnet.v1.ContactService.SetLocalState:output_type -> pocnet.v1.SetLocalStateResponse
-	19, // 40: pocnet.v1.ContactService.GetDirectory:output_type -> pocnet.v1.GetDirectoryResponse
-	21, // 41: pocnet.v1.ContactService.GetPolicy:output_type -> pocnet.v1.GetPolicyResponse
-	23, // 42: pocnet.v1.ContactService.GetNodeStatus:output_type -> pocnet.v1.GetNodeStatusResponse
-	31, // [31:43] is the sub-list for method output_type
-	19, // [19:31] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	27, // 2: pocnet.v1.SendCommunicationRequest.view:type_name -> pocnet.v1.MessageView
+	28, // 3: pocnet.v1.SendCommunicationResponse.message:type_name -> pocnet.v1.Message
+	27, // 4: pocnet.v1.GetMessageRequest.view:type_name -> pocnet.v1.MessageView
+	28, // 5: pocnet.v1.GetMessageResponse.message:type_name -> pocnet.v1.Message
+	29, // 6: pocnet.v1.ListMessagesRequest.direction:type_name -> pocnet.v1.Direction
+	27, // 7: pocnet.v1.ListMessagesRequest.view:type_name -> pocnet.v1.MessageView
+	28, // 8: pocnet.v1.ListMessagesResponse.messages:type_name -> pocnet.v1.Message
+	27, // 9: pocnet.v1.GetThreadRequest.view:type_name -> pocnet.v1.MessageView
+	28, // 10: pocnet.v1.GetThreadResponse.messages:type_name -> pocnet.v1.Message
+	27, // 11: pocnet.v1.WatchEventsRequest.view:type_name -> pocnet.v1.MessageView
+	30, // 12: pocnet.v1.WatchEventsResponse.event:type_name -> pocnet.v1.Event
+	28, // 13: pocnet.v1.AcknowledgeResponse.acknowledgement:type_name -> pocnet.v1.Message
+	25, // 14: pocnet.v1.RespondRequest.communication:type_name -> pocnet.v1.Communication
+	27, // 15: pocnet.v1.RespondRequest.view:type_name -> pocnet.v1.MessageView
+	28, // 16: pocnet.v1.RespondResponse.response:type_name -> pocnet.v1.Message
+	28, // 17: pocnet.v1.DeclineResponse.decline:type_name -> pocnet.v1.Message
+	31, // 18: pocnet.v1.SetLocalStateRequest.local_state:type_name -> pocnet.v1.LocalState
+	28, // 19: pocnet.v1.SetLocalStateResponse.message:type_name -> pocnet.v1.Message
+	32, // 20: pocnet.v1.GetDirectoryResponse.directory:type_name -> pocnet.v1.Directory
+	33, // 21: pocnet.v1.GetPolicyResponse.points_of_contact:type_name -> pocnet.v1.PointOfContact
+	24, // 22: pocnet.v1.GetNodeStatusResponse.peers:type_name -> pocnet.v1.PeerStatus
+	26, // 23: pocnet.v1.PeerStatus.last_contact:type_name -> google.protobuf.Timestamp
+	26, // 24: pocnet.v1.PeerStatus.next_attempt:type_name -> google.protobuf.Timestamp
+	0,  // 25: pocnet.v1.ContactService.SendCommunication:input_type -> pocnet.v1.SendCommunicationRequest
+	2,  // 26: pocnet.v1.ContactService.GetMessage:input_type -> pocnet.v1.GetMessageRequest
+	4,  // 27: pocnet.v1.ContactService.ListMessages:input_type -> pocnet.v1.ListMessagesRequest
+	6,  // 28: pocnet.v1.ContactService.GetThread:input_type -> pocnet.v1.GetThreadRequest
+	8,  // 29: pocnet.v1.ContactService.WatchEvents:input_type -> pocnet.v1.WatchEventsRequest
+	10, // 30: pocnet.v1.ContactService.Acknowledge:input_type -> pocnet.v1.AcknowledgeRequest
+	12, // 31: pocnet.v1.ContactService.Respond:input_type -> pocnet.v1.RespondRequest
+	14, // 32: pocnet.v1.ContactService.Decline:input_type -> pocnet.v1.DeclineRequest
+	16, // 33: pocnet.v1.ContactService.SetLocalState:input_type -> pocnet.v1.SetLocalStateRequest
+	18, // 34: pocnet.v1.ContactService.GetDirectory:input_type -> pocnet.v1.GetDirectoryRequest
+	20, // 35: pocnet.v1.ContactService.GetPolicy:input_type -> pocnet.v1.GetPolicyRequest
+	22, // 36: pocnet.v1.ContactService.GetNodeStatus:input_type -> pocnet.v1.GetNodeStatusRequest
+	1,  // 37: pocnet.v1.ContactService.SendCommunication:output_type -> pocnet.v1.SendCommunicationResponse
+	3,  // 38: pocnet.v1.ContactService.GetMessage:output_type -> pocnet.v1.GetMessageResponse
+	5,  // 39: pocnet.v1.ContactService.ListMessages:output_type -> pocnet.v1.ListMessagesResponse
+	7,  // 40: pocnet.v1.ContactService.GetThread:output_type -> pocnet.v1.GetThreadResponse
+	9,  // 41: pocnet.v1.ContactService.WatchEvents:output_type -> pocnet.v1.WatchEventsResponse
+	11, // 42: pocnet.v1.ContactService.Acknowledge:output_type -> pocnet.v1.AcknowledgeResponse
+	13, // 43: pocnet.v1.ContactService.Respond:output_type -> pocnet.v1.RespondResponse
+	15, // 44: pocnet.v1.ContactService.Decline:output_type -> pocnet.v1.DeclineResponse
+	17, // 45: pocnet.v1.ContactService.SetLocalState:output_type -> pocnet.v1.SetLocalStateResponse
+	19, // 46: pocnet.v1.ContactService.GetDirectory:output_type -> pocnet.v1.GetDirectoryResponse
+	21, // 47: pocnet.v1.ContactService.GetPolicy:output_type -> pocnet.v1.GetPolicyResponse
+	23, // 48: pocnet.v1.ContactService.GetNodeStatus:output_type -> pocnet.v1.GetNodeStatusResponse
+	37, // [37:49] is the sub-list for method output_type
+	25, // [25:37] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_pocnet_v1_contact_service_proto_init() }

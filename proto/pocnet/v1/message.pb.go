@@ -199,6 +199,65 @@ func (LocalState) EnumDescriptor() ([]byte, []int) {
 	return file_pocnet_v1_message_proto_rawDescGZIP(), []int{2}
 }
 
+// MessageView says how much of each message a response carries. Every
+// method that returns messages takes one; unspecified means
+// MESSAGE_VIEW_FULL.
+type MessageView int32
+
+const (
+	MessageView_MESSAGE_VIEW_UNSPECIFIED MessageView = 0
+	// The message with only the heading of its communication: kind, urgency,
+	// subject, language, respond_by, handling_code and exercise. The body, the
+	// incident details (indicators, STIX bundle), the requested action, the
+	// handling note and the references are left out; GetMessage returns them.
+	// Enough for a list or an alert, and what a sender needs back: the id,
+	// the status and the receipt.
+	MessageView_MESSAGE_VIEW_BASIC MessageView = 1
+	// The whole message.
+	MessageView_MESSAGE_VIEW_FULL MessageView = 2
+)
+
+// Enum value maps for MessageView.
+var (
+	MessageView_name = map[int32]string{
+		0: "MESSAGE_VIEW_UNSPECIFIED",
+		1: "MESSAGE_VIEW_BASIC",
+		2: "MESSAGE_VIEW_FULL",
+	}
+	MessageView_value = map[string]int32{
+		"MESSAGE_VIEW_UNSPECIFIED": 0,
+		"MESSAGE_VIEW_BASIC":       1,
+		"MESSAGE_VIEW_FULL":        2,
+	}
+)
+
+func (x MessageView) Enum() *MessageView {
+	p := new(MessageView)
+	*p = x
+	return p
+}
+
+func (x MessageView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MessageView) Descriptor() protoreflect.EnumDescriptor {
+	return file_pocnet_v1_message_proto_enumTypes[3].Descriptor()
+}
+
+func (MessageView) Type() protoreflect.EnumType {
+	return &file_pocnet_v1_message_proto_enumTypes[3]
+}
+
+func (x MessageView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MessageView.Descriptor instead.
+func (MessageView) EnumDescriptor() ([]byte, []int) {
+	return file_pocnet_v1_message_proto_rawDescGZIP(), []int{3}
+}
+
 // EventType says what happened.
 type EventType int32
 
@@ -235,11 +294,11 @@ func (x EventType) String() string {
 }
 
 func (EventType) Descriptor() protoreflect.EnumDescriptor {
-	return file_pocnet_v1_message_proto_enumTypes[3].Descriptor()
+	return file_pocnet_v1_message_proto_enumTypes[4].Descriptor()
 }
 
 func (EventType) Type() protoreflect.EnumType {
-	return &file_pocnet_v1_message_proto_enumTypes[3]
+	return &file_pocnet_v1_message_proto_enumTypes[4]
 }
 
 func (x EventType) Number() protoreflect.EnumNumber {
@@ -248,7 +307,7 @@ func (x EventType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventType.Descriptor instead.
 func (EventType) EnumDescriptor() ([]byte, []int) {
-	return file_pocnet_v1_message_proto_rawDescGZIP(), []int{3}
+	return file_pocnet_v1_message_proto_rawDescGZIP(), []int{4}
 }
 
 // StatusChange is one step of a message's status trail.
@@ -723,7 +782,11 @@ const file_pocnet_v1_message_proto_rawDesc = "" +
 	"\x17LOCAL_STATE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fLOCAL_STATE_NEW\x10\x01\x12\x14\n" +
 	"\x10LOCAL_STATE_READ\x10\x02\x12\x18\n" +
-	"\x14LOCAL_STATE_ARCHIVED\x10\x03*g\n" +
+	"\x14LOCAL_STATE_ARCHIVED\x10\x03*Z\n" +
+	"\vMessageView\x12\x1c\n" +
+	"\x18MESSAGE_VIEW_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12MESSAGE_VIEW_BASIC\x10\x01\x12\x15\n" +
+	"\x11MESSAGE_VIEW_FULL\x10\x02*g\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bEVENT_TYPE_MESSAGE_RECEIVED\x10\x01\x12\x1d\n" +
@@ -741,38 +804,39 @@ func file_pocnet_v1_message_proto_rawDescGZIP() []byte {
 	return file_pocnet_v1_message_proto_rawDescData
 }
 
-var file_pocnet_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_pocnet_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_pocnet_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_pocnet_v1_message_proto_goTypes = []any{
 	(Direction)(0),                // 0: pocnet.v1.Direction
 	(Status)(0),                   // 1: pocnet.v1.Status
 	(LocalState)(0),               // 2: pocnet.v1.LocalState
-	(EventType)(0),                // 3: pocnet.v1.EventType
-	(*StatusChange)(nil),          // 4: pocnet.v1.StatusChange
-	(*Message)(nil),               // 5: pocnet.v1.Message
-	(*Event)(nil),                 // 6: pocnet.v1.Event
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(EnvelopeType)(0),             // 8: pocnet.v1.EnvelopeType
-	(*Communication)(nil),         // 9: pocnet.v1.Communication
-	(*Receipt)(nil),               // 10: pocnet.v1.Receipt
+	(MessageView)(0),              // 3: pocnet.v1.MessageView
+	(EventType)(0),                // 4: pocnet.v1.EventType
+	(*StatusChange)(nil),          // 5: pocnet.v1.StatusChange
+	(*Message)(nil),               // 6: pocnet.v1.Message
+	(*Event)(nil),                 // 7: pocnet.v1.Event
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(EnvelopeType)(0),             // 9: pocnet.v1.EnvelopeType
+	(*Communication)(nil),         // 10: pocnet.v1.Communication
+	(*Receipt)(nil),               // 11: pocnet.v1.Receipt
 }
 var file_pocnet_v1_message_proto_depIdxs = []int32{
 	1,  // 0: pocnet.v1.StatusChange.status:type_name -> pocnet.v1.Status
-	7,  // 1: pocnet.v1.StatusChange.at:type_name -> google.protobuf.Timestamp
+	8,  // 1: pocnet.v1.StatusChange.at:type_name -> google.protobuf.Timestamp
 	0,  // 2: pocnet.v1.Message.direction:type_name -> pocnet.v1.Direction
-	8,  // 3: pocnet.v1.Message.type:type_name -> pocnet.v1.EnvelopeType
-	9,  // 4: pocnet.v1.Message.communication:type_name -> pocnet.v1.Communication
-	7,  // 5: pocnet.v1.Message.created_at:type_name -> google.protobuf.Timestamp
-	7,  // 6: pocnet.v1.Message.expires_at:type_name -> google.protobuf.Timestamp
+	9,  // 3: pocnet.v1.Message.type:type_name -> pocnet.v1.EnvelopeType
+	10, // 4: pocnet.v1.Message.communication:type_name -> pocnet.v1.Communication
+	8,  // 5: pocnet.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 6: pocnet.v1.Message.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 7: pocnet.v1.Message.status:type_name -> pocnet.v1.Status
-	4,  // 8: pocnet.v1.Message.history:type_name -> pocnet.v1.StatusChange
+	5,  // 8: pocnet.v1.Message.history:type_name -> pocnet.v1.StatusChange
 	2,  // 9: pocnet.v1.Message.local_state:type_name -> pocnet.v1.LocalState
-	10, // 10: pocnet.v1.Message.receipt:type_name -> pocnet.v1.Receipt
-	7,  // 11: pocnet.v1.Message.received_at:type_name -> google.protobuf.Timestamp
-	7,  // 12: pocnet.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	3,  // 13: pocnet.v1.Event.type:type_name -> pocnet.v1.EventType
+	11, // 10: pocnet.v1.Message.receipt:type_name -> pocnet.v1.Receipt
+	8,  // 11: pocnet.v1.Message.received_at:type_name -> google.protobuf.Timestamp
+	8,  // 12: pocnet.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	4,  // 13: pocnet.v1.Event.type:type_name -> pocnet.v1.EventType
 	1,  // 14: pocnet.v1.Event.status:type_name -> pocnet.v1.Status
-	5,  // 15: pocnet.v1.Event.message:type_name -> pocnet.v1.Message
+	6,  // 15: pocnet.v1.Event.message:type_name -> pocnet.v1.Message
 	16, // [16:16] is the sub-list for method output_type
 	16, // [16:16] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
@@ -792,7 +856,7 @@ func file_pocnet_v1_message_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pocnet_v1_message_proto_rawDesc), len(file_pocnet_v1_message_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
