@@ -165,46 +165,72 @@ func NewVerifier(keys Keys) *Verifier {
 	return &Verifier{keys: keys, seen: map[string]*treeResult{}}
 }
 
-// Verify is Verify, with v's memo of tree signatures.
-func (v *Verifier) Verify(env *pocnetv1.Envelope) (*pocnetv1.EnvelopeHeader, error) {
-	keys := v.keys
+// Parsed is an envelope with its header decoded, once, from the envelope's
+// own header bytes: a caller that reads the header before verifying (to
+// check addressing first) and the verification then read the same decoding
+// of the bytes the signature covers. Its header must not be changed.
+type Parsed struct {
+	env *pocnetv1.Envelope
+	h   *pocnetv1.EnvelopeHeader
+}
+
+// Parse decodes env's header (see DecodeHeader).
+func Parse(env *pocnetv1.Envelope) (*Parsed, error) {
 	h, err := DecodeHeader(env)
 	if err != nil {
 		return nil, err
 	}
+	return &Parsed{env: env, h: h}, nil
+}
+
+// Header returns the decoded header; it is not to be changed.
+func (p *Parsed) Header() *pocnetv1.EnvelopeHeader { return p.h }
+
+// Verify is Verify, with v's memo of tree signatures.
+func (v *Verifier) Verify(env *pocnetv1.Envelope) (*pocnetv1.EnvelopeHeader, error) {
+	p, err := Parse(env)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.verify(p); err != nil {
+		return nil, err
+	}
+	return p.h, nil
+}
+
+// verify checks the signature of p (see Verify).
+func (v *Verifier) verify(p *Parsed) error {
+	keys, env, h := v.keys, p.env, p.h
 	if len(env.GetPayload()) > MaxPayloadSize {
-		return nil, fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrMalformed, len(env.GetPayload()), MaxPayloadSize)
+		return fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrMalformed, len(env.GetPayload()), MaxPayloadSize)
 	}
 	if h.GetFederationId() != keys.Federation() {
-		return nil, fmt.Errorf("%w: envelope of federation %q, not %q", ErrMalformed, h.GetFederationId(), keys.Federation())
+		return fmt.Errorf("%w: envelope of federation %q, not %q", ErrMalformed, h.GetFederationId(), keys.Federation())
 	}
 	sig := env.GetSignature()
 	if err := checkSignatureForm(sig); err != nil {
-		return nil, err
+		return err
 	}
 	if err := h.GetCreatedAt().CheckValid(); err != nil {
-		return nil, fmt.Errorf("%w: header.created_at: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: header.created_at: %v", ErrMalformed, err)
 	}
 	// The key must be one the state named as sender publishes: a valid
 	// signature by any other participant's key proves nothing about what
 	// that state sent.
 	pub, err := keys.SigningKeyValid(h.GetFromState(), sig.GetKeyId(), h.GetCreatedAt().AsTime())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadSignature, err)
+		return fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
 	t := env.GetTree()
 	if t == nil {
-		if err := verifySig(pub, sig, envelopeDomain, env.GetHeader(), env.GetPayload()); err != nil {
-			return nil, err
-		}
-		return h, nil
+		return verifySig(pub, sig, envelopeDomain, env.GetHeader(), env.GetPayload())
 	}
 	if t.GetSize() == 0 || t.GetSize() > MaxSignedTogether {
-		return nil, fmt.Errorf("%w: signature tree of %d envelopes, want 1 to %d", ErrMalformed, t.GetSize(), MaxSignedTogether)
+		return fmt.Errorf("%w: signature tree of %d envelopes, want 1 to %d", ErrMalformed, t.GetSize(), MaxSignedTogether)
 	}
 	root, err := rootFromPath(envelopeLeaf(env), uint64(t.GetIndex()), uint64(t.GetSize()), t.GetPath())
 	if err != nil {
-		return nil, fmt.Errorf("%w: signature tree: leaf %d of %d: %v", ErrBadSignature, t.GetIndex(), t.GetSize(), err)
+		return fmt.Errorf("%w: signature tree: leaf %d of %d: %v", ErrBadSignature, t.GetIndex(), t.GetSize(), err)
 	}
 	in := treeInput(root, t.GetSize())
 	// The memo is keyed by everything the check depends on: the public
@@ -219,17 +245,26 @@ func (v *Verifier) Verify(env *pocnetv1.Envelope) (*pocnetv1.EnvelopeHeader, err
 	v.mu.Unlock()
 	r.once.Do(func() { r.err = verifySig(pub, sig, envelopeTreeDomain, in...) })
 	if r.err != nil {
-		return nil, r.err
+		return r.err
 	}
-	return h, nil
+	return nil
 }
 
 // Open is Open, with v's memo of tree signatures.
 func (v *Verifier) Open(env *pocnetv1.Envelope, o *Opener) (*Opened, error) {
-	h, err := v.Verify(env)
+	p, err := Parse(env)
 	if err != nil {
 		return nil, err
 	}
+	return v.OpenParsed(p, o)
+}
+
+// OpenParsed is Open for an envelope already parsed.
+func (v *Verifier) OpenParsed(parsed *Parsed, o *Opener) (*Opened, error) {
+	if err := v.verify(parsed); err != nil {
+		return nil, err
+	}
+	env, h := parsed.env, parsed.h
 	if h.GetPayloadEncoding() != pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_HPKE {
 		return nil, fmt.Errorf("%w: payload encoding %v: this node takes sealed payloads only (PAYLOAD_ENCODING_HPKE)", ErrMalformed, h.GetPayloadEncoding())
 	}

@@ -209,10 +209,11 @@ func receiptEntries(stored []*incoming) []*pocnetv1.ReceiptEntry {
 // check verifies and opens one envelope and applies policy, all before the
 // store is involved: a refused envelope leaves no trace.
 func (s *Service) check(dir *directory.Directory, v *envelope.Verifier, peer identity.ID, env *pocnetv1.Envelope, now time.Time) (*incoming, *pocnetv1.DeliveryResult) {
-	h, err := envelope.DecodeHeader(env)
+	parsed, err := envelope.Parse(env)
 	if err != nil {
 		return nil, refusal("", pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "%v", err)
 	}
+	h := parsed.Header()
 	id := h.GetId()
 	if u, err := uuid.Parse(id); err != nil || u.String() != id {
 		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "header.id %q is not a canonical UUID", id)
@@ -226,7 +227,7 @@ func (s *Service) check(dir *directory.Directory, v *envelope.Verifier, peer ide
 	if h.GetFromState() != peer.State {
 		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "envelope from %s delivered by the node of %s; nodes deliver only their own state's envelopes", h.GetFromState(), peer.State)
 	}
-	opened, err := v.Open(env, s.cfg.Opener)
+	opened, err := v.OpenParsed(parsed, s.cfg.Opener)
 	switch {
 	case errors.Is(err, directory.ErrUnknownKey):
 		// Most likely a key the sender's state published in a directory
