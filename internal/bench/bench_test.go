@@ -28,7 +28,7 @@ var (
 	senders       = flag.Int("throughput.senders", 64, "concurrent senders of the throughput benchmarks")
 	perSender     = flag.Int("throughput.per-sender", 320, "messages each sender sends in the measured part")
 	warmPerSender = flag.Int("throughput.warmup", 10, "messages each sender sends before the measurement")
-	rounds        = flag.Int("rounds", 3, "how many times BenchmarkRelay takes the four measurements, in turn")
+	rounds        = flag.Int("rounds", 5, "how many times BenchmarkRelay takes the four measurements, in turn")
 )
 
 // phaseTimeout bounds the wait for one phase's messages to be seen, so that a

@@ -39,11 +39,11 @@
 // msgs/s. When a measurement ran more than once every figure of the table is
 // the median of its runs, which steadies it on a shared machine.
 // BenchmarkRelay, which make bench runs, takes the four measurements in
-// turn, -rounds times (3 by default), so that a drift of the machine falls
+// turn, -rounds times (5 by default), so that a drift of the machine falls
 // on both systems alike. Without -bench nothing runs.
 //
 //	make bench
-//	go test -run '^$' -bench '^BenchmarkRelay$' -benchtime 1x -rounds 5 ./internal/bench/
+//	go test -run '^$' -bench '^BenchmarkRelay$' -benchtime 1x -rounds 9 ./internal/bench/
 //	go test -run '^$' -bench Latency -benchtime 1x -count 3 ./internal/bench/
 //	go test -run '^$' -bench PocnetThroughput -benchtime 1x -cpuprofile cpu.out ./internal/bench/
 package bench
