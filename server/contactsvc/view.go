@@ -17,8 +17,9 @@ func checkView(v pocnetv1.MessageView) error {
 	return status.Errorf(codes.InvalidArgument, "view: %d is not a message view; use MESSAGE_VIEW_BASIC or MESSAGE_VIEW_FULL", int32(v))
 }
 
-// applyView cuts each message down to view. The messages must be the
-// caller's own: the exchange returns a view built for each request.
+// applyView cuts each message down to view. The messages themselves must
+// be this request's own, as the exchange returns them; their communications
+// are replaced, never changed.
 func applyView(v pocnetv1.MessageView, ms ...*pocnetv1.Message) {
 	if v != pocnetv1.MessageView_MESSAGE_VIEW_BASIC {
 		return
@@ -28,9 +29,9 @@ func applyView(v pocnetv1.MessageView, ms ...*pocnetv1.Message) {
 		if c == nil {
 			continue
 		}
-		// A new Communication, not c cut down: c may be the one the
-		// request carried, which the exchange keeps no more but which is
-		// the caller's.
+		// A new Communication, not c cut down: c may be shared, since the
+		// exchange's cache of recent messages holds the communication a
+		// send or a response carried, to deliver and to show it again.
 		m.Communication = &pocnetv1.Communication{
 			Kind: c.GetKind(), Urgency: c.GetUrgency(), Subject: c.GetSubject(), Language: c.GetLanguage(),
 			RespondBy: c.GetRespondBy(), HandlingCode: c.GetHandlingCode(), Exercise: c.GetExercise(),
