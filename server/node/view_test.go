@@ -68,9 +68,18 @@ func TestMessageView(t *testing.T) {
 		t.Fatalf("send with the basic view returned %v; want its id, thread and STATUS_ACCEPTED", sent)
 	}
 	check(t, "SendCommunication, basic", []*pocnetv1.Message{sent}, heading(comm))
-	// What was stored is the whole communication.
+	// What was stored is the whole communication, and so is what the
+	// sender's node shows of it from its cache of recent messages (its
+	// events): the basic view cut down only the response.
 	check(t, "GetMessage at the sender, default view", []*pocnetv1.Message{get(t, a, sent.GetId())}, comm)
 	waitStatus(t, a, sent.GetId(), pocnetv1.Status_STATUS_DELIVERED)
+	var atSender []*pocnetv1.Message
+	for _, ev := range events(t, f.Contact("XAA", "admin")) {
+		if ev.GetMessageId() == sent.GetId() {
+			atSender = append(atSender, ev.GetMessage())
+		}
+	}
+	check(t, "WatchEvents at the sender, default view", atSender, comm)
 
 	// The recipient: every reading call, in both views.
 	getIn := func(v pocnetv1.MessageView) []*pocnetv1.Message {
