@@ -199,9 +199,9 @@ func (LocalState) EnumDescriptor() ([]byte, []int) {
 	return file_pocnet_v1_message_proto_rawDescGZIP(), []int{2}
 }
 
-// MessageView says how much of each message a response carries. Every
-// method that returns messages takes one; unspecified means
-// MESSAGE_VIEW_FULL.
+// MessageView says how much of each message a response carries.
+// SendCommunication, Respond, GetMessage, ListMessages, GetThread and
+// WatchEvents take one; unspecified means MESSAGE_VIEW_FULL.
 type MessageView int32
 
 const (
@@ -209,7 +209,7 @@ const (
 	// The message with only the heading of its communication: kind, urgency,
 	// subject, language, respond_by, handling_code and exercise. The body, the
 	// incident details (indicators, STIX bundle), the requested action, the
-	// handling note and the references are left out; GetMessage returns them.
+	// handling note and the references are left out; the full view has them.
 	// Enough for a list or an alert, and what a sender needs back: the id,
 	// the status and the receipt.
 	MessageView_MESSAGE_VIEW_BASIC MessageView = 1
