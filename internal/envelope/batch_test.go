@@ -145,6 +145,7 @@ func TestSignedAloneStillVerifies(t *testing.T) {
 	f := newFixture(t)
 	env := f.sealed(t, "XAA", "XBB", 1)[0]
 	alone := envelope.SignRaw(f.signer["XAA"], env.GetHeader(), env.GetPayload())
+	alone.EncapsulatedKey = env.GetEncapsulatedKey()
 	if _, err := envelope.Open(alone, f.dir, f.opener["XBB"]); err != nil {
 		t.Fatalf("envelope signed alone refused: %v", err)
 	}

@@ -69,7 +69,7 @@ func Seal(sl *Sealer, to *pocnetv1.EncryptionKey, h *pocnetv1.EnvelopeHeader, p 
 	}
 	h.PayloadEncoding = pocnetv1.PayloadEncoding_PAYLOAD_ENCODING_HPKE
 	h.RecipientKeyIds = []string{to.GetKeyId()}
-	h.EncapsulatedKey = c.enc
+	h.SealingContext = c.id
 	h.PayloadKeyCommitment = keyCommitment(key)
 	mo := proto.MarshalOptions{Deterministic: true}
 	hb, err := mo.Marshal(h)
@@ -87,7 +87,7 @@ func Seal(sl *Sealer, to *pocnetv1.EncryptionKey, h *pocnetv1.EnvelopeHeader, p 
 	if len(hb) > MaxHeaderSize || len(ct) > MaxPayloadSize {
 		return nil, fmt.Errorf("envelope: header %d bytes, sealed payload %d bytes: over the limits (%d, %d)", len(hb), len(ct), MaxHeaderSize, MaxPayloadSize)
 	}
-	env := &pocnetv1.Envelope{Header: hb, Payload: ct}
+	env := &pocnetv1.Envelope{Header: hb, Payload: ct, EncapsulatedKey: c.enc}
 	return &Built{Envelope: env, PayloadKey: key, Digest: Digest(env)}, nil
 }
 
@@ -271,7 +271,7 @@ func (v *Verifier) OpenParsed(parsed *Parsed, o *Opener) (*Opened, error) {
 	if h.GetToState() != o.state {
 		return nil, fmt.Errorf("%w: sealed to %s, this is the node of %s", ErrUndecryptable, h.GetToState(), o.state)
 	}
-	key, err := o.payloadKey(h)
+	key, err := o.payloadKey(h, env.GetEncapsulatedKey())
 	if err != nil {
 		return nil, err
 	}

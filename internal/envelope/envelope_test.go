@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/hpke"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -262,7 +263,7 @@ func TestSealerReusesContexts(t *testing.T) {
 			t.Fatal(err)
 		}
 		h, _ := envelope.DecodeHeader(b.Envelope)
-		return h.GetEncapsulatedKey()
+		return h.GetSealingContext()
 	}
 	a, b := enc(), enc()
 	if string(a) != string(b) {
@@ -327,6 +328,93 @@ func TestReceipts(t *testing.T) {
 	for _, tc := range bad {
 		if _, err := envelope.VerifyReceipt(tc.r, f.dir, tc.from, tc.to, tc.id, tc.digest); err == nil {
 			t.Errorf("%s: receipt accepted", tc.name)
+		}
+	}
+}
+
+// TestSealingContext checks the encapsulated key's way from sender to
+// recipient: named by the signed header, carried beside it, needed only
+// by an opener that has not set the context up yet, and refused when it is
+// not the key the header names.
+func TestSealingContext(t *testing.T) {
+	f := newFixture(t)
+	b := f.build(t, "XAA", "XBB")
+	h, err := envelope.DecodeHeader(b.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := b.Envelope.GetEncapsulatedKey()
+	if len(enc) == 0 {
+		t.Fatal("a sealed envelope carries no encapsulated key")
+	}
+	if got := h.GetSealingContext(); !bytes.Equal(got, envelope.ContextID(enc)) {
+		t.Fatalf("header.sealing_context = %x, want ContextID(enc) = %x", got, envelope.ContextID(enc))
+	}
+	if bytes.Contains(b.Envelope.GetHeader(), enc) {
+		t.Fatal("the header still holds the encapsulated key")
+	}
+	bare := func(e *pocnetv1.Envelope) *pocnetv1.Envelope {
+		c := proto.Clone(e).(*pocnetv1.Envelope)
+		c.EncapsulatedKey = nil
+		return c
+	}
+	// Neither signed nor digested: an envelope verifies without it, and
+	// its digest (what receipts attest) does not depend on it.
+	if _, err := envelope.Verify(bare(b.Envelope), f.dir); err != nil {
+		t.Fatalf("envelope without its encapsulated key does not verify: %v", err)
+	}
+	if !bytes.Equal(envelope.Digest(bare(b.Envelope)), b.Digest) {
+		t.Fatal("the digest depends on the encapsulated key")
+	}
+
+	other := envelope.NewSealer(f.fed.ID, "XAA", nil)
+	key, _ := f.dir.SealingKey("XBB")
+	ob, err := envelope.Build(f.signer["XAA"], other, key, header(f.fed.ID, "XAA", "XBB"), payload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := proto.Clone(b.Envelope).(*pocnetv1.Envelope)
+	swapped.EncapsulatedKey = ob.Envelope.GetEncapsulatedKey()
+	short := func() *pocnetv1.Envelope {
+		h := proto.Clone(h).(*pocnetv1.EnvelopeHeader)
+		h.SealingContext = h.SealingContext[:16]
+		hb, _ := proto.Marshal(h)
+		e := resign(f, "XAA", hb, b.Envelope.GetPayload())
+		e.EncapsulatedKey = enc
+		return e
+	}()
+	for _, tc := range []struct {
+		name string
+		env  *pocnetv1.Envelope
+		want error
+		says string
+	}{
+		{"no encapsulated key", bare(b.Envelope), envelope.ErrUndecryptable, "encapsulated_key is missing"},
+		{"another context's key", swapped, envelope.ErrMalformed, "not the key header.sealing_context names"},
+		{"sealing context cut short", short, envelope.ErrMalformed, "header.sealing_context has 16 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := envelope.Open(tc.env, f.dir, newOpener(f, "XBB"))
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("err = %v, want %v saying %q", err, tc.want, tc.says)
+			}
+		})
+	}
+
+	// Once an opener has set the context up, the context's other envelopes
+	// open without the key, and with the right one.
+	o := newOpener(f, "XBB")
+	if _, err := envelope.Open(b.Envelope, f.dir, o); err != nil {
+		t.Fatal(err)
+	}
+	next := f.build(t, "XAA", "XBB")
+	for _, e := range []*pocnetv1.Envelope{bare(next.Envelope), next.Envelope} {
+		got, err := envelope.Open(e, f.dir, o)
+		if err != nil {
+			t.Fatalf("second envelope of a context set up: %v", err)
+		}
+		if !bytes.Equal(got.PayloadKey, next.PayloadKey) {
+			t.Fatal("payload key differs from the sender's")
 		}
 	}
 }

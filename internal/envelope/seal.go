@@ -30,6 +30,14 @@ import (
 // What amortizing gives up is limited and deliberate: HPKE base mode has no
 // forward secrecy against the recipient's key anyway, and a context lives at
 // most ContextLifetime or ContextUses envelopes in the sender's memory.
+//
+// The signed header names its context by ContextID, 32 bytes, and the
+// context's encapsulated key (1120 bytes for ML-KEM-768+X25519) travels
+// beside the header, unsigned, in Envelope.encapsulated_key. Had the
+// header carried the key, every envelope would store and hash it again:
+// about 40% of a 1 KiB communication's envelope. The recipient checks
+// that the key hashes to the signed id before it decapsulates, and needs
+// the key only for a context it has not set up yet.
 
 const (
 	// ContextLifetime bounds how long a sender uses one HPKE context.
@@ -40,6 +48,7 @@ const (
 	payloadKeySize = 32
 	nonceSize      = 12
 	payloadLabel   = "pocnet/v1 payload\x00"
+	contextLabel   = "pocnet/v1 sealing context\x00"
 	// maxOpenContexts bounds the recipient's cache of decapsulated contexts.
 	maxOpenContexts = 4096
 )
@@ -59,6 +68,18 @@ func sealInfo(federation, from, to, keyID string) []byte {
 	return []byte("pocnet/v1 seal\x00" + federation + "\x00" + from + "\x00" + to + "\x00" + keyID)
 }
 
+// ContextIDSize is the size of a header's sealing_context.
+const ContextIDSize = sha256.Size
+
+// ContextID returns the name of the HPKE context set up with the
+// encapsulated key enc, as a header's sealing_context carries it.
+func ContextID(enc []byte) []byte {
+	d := sha256.New()
+	d.Write([]byte(contextLabel))
+	d.Write(enc)
+	return d.Sum(nil)
+}
+
 // Sealer holds a sending node's HPKE contexts, one per recipient key.
 type Sealer struct {
 	federation, state string
@@ -70,6 +91,7 @@ type Sealer struct {
 
 type sendContext struct {
 	enc     []byte
+	id      []byte // ContextID(enc)
 	s       *hpke.Sender
 	created time.Time
 	uses    int
@@ -99,7 +121,7 @@ func (sl *Sealer) context(to string, key *pocnetv1.EncryptionKey) (*sendContext,
 		if err != nil {
 			return nil, fmt.Errorf("envelope: sealing to %s: %w", to, err)
 		}
-		c = &sendContext{enc: enc, s: s, created: sl.now()}
+		c = &sendContext{enc: enc, id: ContextID(enc), s: s, created: sl.now()}
 		sl.ctxs[ck] = c
 	}
 	c.uses++
@@ -210,8 +232,10 @@ func (o *Opener) Holds(id string) bool {
 }
 
 // payloadKey derives the payload key of a verified header addressed to
-// this node.
-func (o *Opener) payloadKey(h *pocnetv1.EnvelopeHeader) ([]byte, error) {
+// this node. enc is the envelope's encapsulated key: it is needed only for
+// a context the opener has not set up yet, and must then be the key the
+// header's sealing_context names.
+func (o *Opener) payloadKey(h *pocnetv1.EnvelopeHeader, enc []byte) ([]byte, error) {
 	if len(h.GetRecipientKeyIds()) != 1 {
 		return nil, fmt.Errorf("%w: header.recipient_key_ids must name exactly one key, has %d", ErrMalformed, len(h.GetRecipientKeyIds()))
 	}
@@ -220,9 +244,15 @@ func (o *Opener) payloadKey(h *pocnetv1.EnvelopeHeader) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: sealed to key %s, which the node of %s does not hold", ErrUndecryptable, keyID, o.state)
 	}
+	id := h.GetSealingContext()
+	if len(id) != ContextIDSize {
+		return nil, fmt.Errorf("%w: header.sealing_context has %d bytes, want %d", ErrMalformed, len(id), ContextIDSize)
+	}
+	// The context is known by what sets it up: the info and the
+	// encapsulated key, which the signed id commits to.
 	info := sealInfo(o.federation, h.GetFromState(), h.GetToState(), keyID)
 	d := sha256.New()
-	in := getInput("", info, h.GetEncapsulatedKey())
+	in := getInput("", info, id)
 	d.Write(*in)
 	putInput(in)
 	var ck [sha256.Size]byte
@@ -231,9 +261,15 @@ func (o *Opener) payloadKey(h *pocnetv1.EnvelopeHeader) ([]byte, error) {
 	r := o.ctxs[ck]
 	o.mu.Unlock()
 	if r == nil {
+		if len(enc) == 0 {
+			return nil, fmt.Errorf("%w: encapsulated_key is missing, and the node of %s has not set up sealing context %x", ErrUndecryptable, o.state, id)
+		}
+		if subtle.ConstantTimeCompare(ContextID(enc), id) != 1 {
+			return nil, fmt.Errorf("%w: encapsulated_key is not the key header.sealing_context names", ErrMalformed)
+		}
 		var err error
-		if r, err = hpke.NewRecipient(h.GetEncapsulatedKey(), priv, kdf, aead, info); err != nil {
-			return nil, fmt.Errorf("%w: header.encapsulated_key: %v", ErrUndecryptable, err)
+		if r, err = hpke.NewRecipient(enc, priv, kdf, aead, info); err != nil {
+			return nil, fmt.Errorf("%w: encapsulated_key: %v", ErrUndecryptable, err)
 		}
 		o.mu.Lock()
 		if _, ok := o.ctxs[ck]; !ok {

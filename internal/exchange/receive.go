@@ -454,9 +454,12 @@ func (s *Service) applyAnswer(tx *store.Tx, answer *pocnetv1.Message, now time.T
 }
 
 // Load returns stored envelopes for delivery (relay.Handler): those of
-// messages accepted lately from memory, the others from the store.
+// messages accepted lately from memory, as sealed, the others from the
+// store, each with the encapsulated key of its sealing context added back
+// (the store keeps it once per context, not with each envelope).
 func (s *Service) Load(ids []string) ([]*pocnetv1.Envelope, error) {
 	out := make([]*pocnetv1.Envelope, len(ids))
+	var encs map[string][]byte // by sealing context, for this call
 	for i, id := range ids {
 		if st := s.recent.get(id); st != nil {
 			out[i] = st.env
@@ -466,9 +469,40 @@ func (s *Service) Load(ids []string) ([]*pocnetv1.Envelope, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", id, err)
 		}
+		if encs == nil {
+			encs = map[string][]byte{}
+		}
+		if err := s.addContextKey(env, encs); err != nil {
+			// The recipient may have the context set up already; if not,
+			// it refuses the envelope saying why, and the sender's record
+			// shows it. Holding the envelope back would help nobody.
+			s.log.Error("envelope sent without its encapsulated key", zap.String("id", id), zap.Error(err))
+		}
 		out[i] = env
 	}
 	return out, nil
+}
+
+// addContextKey sets env's encapsulated key from the store's copy for its
+// sealing context; encs memoizes the keys read.
+func (s *Service) addContextKey(env *pocnetv1.Envelope, encs map[string][]byte) error {
+	h, err := envelope.DecodeHeader(env)
+	if err != nil {
+		return err
+	}
+	id := h.GetSealingContext()
+	if len(id) == 0 || len(env.GetEncapsulatedKey()) > 0 {
+		return nil
+	}
+	enc, ok := encs[string(id)]
+	if !ok {
+		if enc, err = s.cfg.Store.SealingContext(id); err != nil {
+			return fmt.Errorf("sealing context %x: %w", id, err)
+		}
+		encs[string(id)] = enc
+	}
+	env.EncapsulatedKey = enc
+	return nil
 }
 
 // digest returns the digest of env, the envelope of message id, from the

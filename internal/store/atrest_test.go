@@ -213,7 +213,7 @@ func checkAll(t *testing.T, d *DB, recs map[string]*storev1.MessageRecord) {
 		if err != nil {
 			t.Fatalf("message %s: %v", id, err)
 		}
-		if !proto.Equal(got.GetView().GetCommunication(), want.GetView().GetCommunication()) || !proto.Equal(got.GetEnvelope(), want.GetEnvelope()) {
+		if !proto.Equal(got.GetView().GetCommunication(), want.GetView().GetCommunication()) || !proto.Equal(got.GetEnvelope(), stored(want.GetEnvelope())) {
 			t.Fatalf("message %s read back differs", id)
 		}
 		if mid, ok, err := d.RequestID("spiffe://pocnet.example/state/XAA/operator/technical/duty", "req-"+id); err != nil || !ok || mid != id {

@@ -19,7 +19,12 @@ import (
 //	                                           without its envelope and without the communication,
 //	                                           which is in the envelope's payload: status changes
 //	                                           rewrite only this small record
-//	'n' id                                   → Envelope, exactly as signed; written once
+//	'n' id                                   → Envelope, exactly as signed; written once, without
+//	                                           the encapsulated key it travels with
+//	'c' sealing context id (32 bytes)        → the HPKE encapsulated key of a context this node
+//	                                           sealed outbound envelopes with, written with the
+//	                                           first of them: the relay adds it back to every
+//	                                           envelope of that context it delivers
 //	'x' dir role 0x00 at id                  → empty: list index of dir (1 = outbound, 2 = inbound)
 //	                                           for role; role "" indexes all roles (admin view).
 //	                                           at = acceptance (outbound) or reception (inbound) time,
@@ -61,6 +66,7 @@ const (
 	nsMeta      = '_'
 	nsMessage   = 'm'
 	nsEnvelope  = 'n'
+	nsContext   = 'c'
 	nsList      = 'x'
 	nsThread    = 't'
 	nsRequest   = 'r'
@@ -104,6 +110,10 @@ func messageKey(id [idLen]byte) []byte {
 
 func envelopeKey(id [idLen]byte) []byte {
 	return append([]byte{nsEnvelope}, id[:]...)
+}
+
+func contextKey(id []byte) []byte {
+	return append([]byte{nsContext}, id...)
 }
 
 func listPrefix(dir byte, role string) []byte {

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -65,9 +66,15 @@ func (t *Tx) Message(id string) (*storev1.MessageRecord, error) {
 }
 
 // PutMessage writes a message record (creating or replacing it). The
-// envelope, when rec carries one, is written to its own key, once; the
-// record itself is stored without the envelope and without the view's
-// communication, which Message restores from the envelope's payload.
+// envelope, when rec carries one, is written to its own key, once, without
+// its encapsulated key; the record itself is stored without the envelope
+// and without the view's communication, which Message restores from the
+// envelope's payload.
+//
+// The encapsulated key of an outbound envelope is kept once per sealing
+// context ('c'), for the relay to add back (SealingContext); that of an
+// inbound one is not kept at all: the record holds the payload key it
+// opened.
 func (t *Tx) PutMessage(rec *storev1.MessageRecord) error {
 	k, err := parseID(rec.GetView().GetId())
 	if err != nil {
@@ -75,7 +82,12 @@ func (t *Tx) PutMessage(rec *storev1.MessageRecord) error {
 	}
 	env, comm := rec.Envelope, rec.GetView().Communication
 	if env != nil {
-		ev, err := proto.Marshal(env)
+		if enc := env.GetEncapsulatedKey(); len(enc) > 0 && rec.GetView().GetDirection() == pocnetv1.Direction_DIRECTION_OUTBOUND {
+			t.putContext(enc)
+		}
+		// A shallow copy: env is shared, and keeps its key in memory.
+		bare := &pocnetv1.Envelope{Header: env.Header, Payload: env.Payload, Signature: env.Signature, Tree: env.Tree}
+		ev, err := proto.Marshal(bare)
 		if err != nil {
 			return fmt.Errorf("store: envelope: %w", err)
 		}
@@ -89,6 +101,45 @@ func (t *Tx) PutMessage(rec *storev1.MessageRecord) error {
 	}
 	t.set(messageKey(k), v)
 	return nil
+}
+
+// maxContexts bounds DB.contexts. A node makes a context per peer key
+// every envelope.ContextLifetime at most (more under a heavy load):
+// thousands a day in a large federation.
+const maxContexts = 4096
+
+// putContext writes the encapsulated key enc under its sealing context,
+// unless an update applied lately or an earlier one of this group did.
+func (t *Tx) putContext(enc []byte) {
+	id := string(envelope.ContextID(enc))
+	if _, ok := t.db.contexts[id]; ok || slices.Contains(t.group.contexts, id) || slices.Contains(t.contexts, id) {
+		return
+	}
+	t.set(contextKey([]byte(id)), enc)
+	t.contexts = append(t.contexts, id)
+}
+
+// rememberContexts records the sealing contexts of a group just applied.
+// It runs in the commit goroutine.
+func (d *DB) rememberContexts(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	if len(d.contexts)+len(ids) > maxContexts {
+		clear(d.contexts)
+	}
+	for _, id := range ids {
+		d.contexts[id] = struct{}{}
+	}
+}
+
+// SealingContext returns the encapsulated key of sealing context id, as
+// PutMessage kept it for an outbound envelope; ErrNotFound if it has none.
+func (d *DB) SealingContext(id []byte) ([]byte, error) {
+	if len(id) != envelope.ContextIDSize {
+		return nil, fmt.Errorf("store: sealing context id of %d bytes, want %d", len(id), envelope.ContextIDSize)
+	}
+	return get(d, contextKey(id), func(v []byte) ([]byte, error) { return v, nil })
 }
 
 // IndexMessage adds a new message to the list indexes of its visible role

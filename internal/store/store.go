@@ -89,6 +89,11 @@ type DB struct {
 	// records the latest state of the messages written lately (Record).
 	recent  recentEvents
 	records recentRecords
+	// contexts are the sealing contexts whose encapsulated key an applied
+	// group wrote lately ('c'), so that PutMessage writes each once rather
+	// than with every envelope; owned by the commit goroutine, and
+	// forgotten in bulk past maxContexts (a key written twice is harmless).
+	contexts map[string]struct{}
 
 	mu      sync.Mutex
 	lastSeq uint64        // newest committed event seq
@@ -174,6 +179,7 @@ func Open(dir string, o Options) (*DB, error) {
 		maxDefer: o.maxDefer,
 		done:     make(chan struct{}),
 		changed:  make(chan struct{}),
+		contexts: map[string]struct{}{},
 	}
 	d.keys.Store(o.Keys)
 	if d.lastSeq, err = d.readLastSeq(); err != nil {
@@ -584,6 +590,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 			break
 		}
 		pending.ops = append(pending.ops, tx.ops...)
+		pending.contexts = append(pending.contexts, tx.contexts...)
 		hooks = append(hooks, tx.applied...)
 	}
 	if commitErr == nil && !b.Empty() {
@@ -599,6 +606,7 @@ func (d *DB) commitGroup(group []*request) *applied {
 		} else {
 			d.recent.add(d.nextSeq+1, events)
 			d.records.add(pending.ops)
+			d.rememberContexts(pending.contexts)
 			d.nextSeq, d.nextHead = seq, head
 			a := &applied{b: b, group: group, errs: errs, seq: seq, head: head, at: time.Now(), unsynced: unsynced}
 			if len(hooks) > 0 {
@@ -708,6 +716,8 @@ type op struct {
 // far, for the updates after them to read.
 type groupWrites struct {
 	ops []*op
+	// contexts are the sealing contexts the group's updates wrote.
+	contexts []string
 	// byKey indexes ops[:indexed]. It is built on the first read only: many
 	// groups have none.
 	byKey   map[string]*op
@@ -740,6 +750,8 @@ type Tx struct {
 	auditRecs []*pocnetv1.AuditRecord
 	// applied are the OnApplied hooks.
 	applied []func(*Durable)
+	// contexts are the sealing contexts this update wrote (PutMessage).
+	contexts []string
 }
 
 // OnApplied registers fn to run once this update's writes are applied:

@@ -1,15 +1,18 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/pocnet/pocnet/internal/datakey"
@@ -389,4 +392,77 @@ func sealedEnvelope(t *testing.T, id string, comm *pocnetv1.Communication) (*poc
 		t.Fatal(err)
 	}
 	return b.Envelope, b.PayloadKey
+}
+
+// stored is env as the store keeps it: without its encapsulated key.
+func stored(env *pocnetv1.Envelope) *pocnetv1.Envelope {
+	c := proto.Clone(env).(*pocnetv1.Envelope)
+	c.EncapsulatedKey = nil
+	return c
+}
+
+// TestSealingContextKept checks that the store keeps an outbound
+// envelope's encapsulated key under its sealing context and never with the
+// envelope, keeps none for an inbound one, and keeps it even when the
+// update that first carried it failed.
+func TestSealingContextKept(t *testing.T) {
+	d := openDir(t, t.TempDir(), testKeys)
+	defer d.Close()
+	ctx := context.Background()
+	recs := make([]*storev1.MessageRecord, 3)
+	for i := range recs {
+		recs[i] = communication(t, i)
+	}
+	enc := recs[0].GetEnvelope().GetEncapsulatedKey()
+	id := envelope.ContextID(enc)
+
+	// An update that fails after PutMessage applies nothing; the context
+	// must still be written by the next envelope of that context.
+	failed := errors.New("refused after PutMessage")
+	if err := d.Update(ctx, func(tx *Tx) error {
+		if err := put(tx, recs[0], time.Now()); err != nil {
+			return err
+		}
+		return failed
+	}); !errors.Is(err, failed) {
+		t.Fatalf("update: %v", err)
+	}
+	if _, err := d.SealingContext(id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("context of a failed update: %v, want ErrNotFound", err)
+	}
+	for _, rec := range recs[:2] {
+		if err := d.Update(ctx, func(tx *Tx) error { return put(tx, rec, time.Now()) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := d.SealingContext(id)
+	if err != nil || !bytes.Equal(got, enc) {
+		t.Fatalf("SealingContext = %d bytes, %v; want the %d-byte key", len(got), err, len(enc))
+	}
+	for _, rec := range recs[:2] {
+		env, err := d.Envelope(rec.GetView().GetId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(env.GetEncapsulatedKey()) != 0 || !proto.Equal(env, stored(rec.GetEnvelope())) {
+			t.Fatalf("stored envelope of %s: key of %d bytes, or not the envelope written", rec.GetView().GetId(), len(env.GetEncapsulatedKey()))
+		}
+		if len(rec.GetEnvelope().GetEncapsulatedKey()) == 0 {
+			t.Fatal("PutMessage took the key off the caller's envelope")
+		}
+	}
+
+	// An inbound envelope's key is not kept: the record has its payload key.
+	in := recs[2]
+	in.View.Direction = pocnetv1.Direction_DIRECTION_INBOUND
+	if err := d.Update(ctx, func(tx *Tx) error { return put(tx, in, time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	inID := envelope.ContextID(in.GetEnvelope().GetEncapsulatedKey())
+	if _, err := d.SealingContext(inID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("context of an inbound envelope: %v, want ErrNotFound", err)
+	}
+	if _, err := d.SealingContext(inID[:8]); err == nil || !strings.Contains(err.Error(), "8 bytes") {
+		t.Fatalf("short context id: %v", err)
+	}
 }

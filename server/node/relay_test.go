@@ -188,7 +188,9 @@ func TestDeliverRefusals(t *testing.T) {
 			// The signature is valid, but the payload was sealed under
 			// another header: the header is bound to the ciphertext.
 			a, b := valid(), valid()
-			return envelope.SignRaw(sA.s, a.GetHeader(), b.GetPayload())
+			e := envelope.SignRaw(sA.s, a.GetHeader(), b.GetPayload())
+			e.EncapsulatedKey = a.GetEncapsulatedKey()
+			return e
 		}, []pocnetv1.RefusalCode{pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE}, "does not authenticate with its key and header"},
 		{"payload in clear", fromA, func() *pocnetv1.Envelope {
 			c := rfi("In clear")

@@ -93,7 +93,8 @@ const (
 	// The payload is a serialized Payload sealed to one of the recipient
 	// state's published encryption keys: HPKE (RFC 9180) base mode with
 	// ML-KEM-768+X25519, HKDF-SHA256 and AES-256-GCM. The HPKE context is set up
-	// with EnvelopeHeader.encapsulated_key and the info string
+	// with the encapsulated key the header's sealing_context names
+	// (Envelope.encapsulated_key in transit) and the info string
 	// "pocnet/v1 seal" 0x00 federation 0x00 from_state 0x00 to_state 0x00
 	// key id; the payload key is the context's export for
 	// "pocnet/v1 payload" 0x00 envelope id (32 bytes), and the payload is
@@ -277,9 +278,13 @@ type EnvelopeHeader struct {
 	// RespondBy repeats the communication's respond-by time for the recipient's
 	// node, so that it can order its inbox without opening the payload.
 	RespondBy *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=respond_by,json=respondBy,proto3" json:"respond_by,omitempty"`
-	// EncapsulatedKey is the HPKE encapsulated key ("enc") of the context the
-	// payload is sealed with, for PAYLOAD_ENCODING_HPKE.
-	EncapsulatedKey []byte `protobuf:"bytes,18,opt,name=encapsulated_key,json=encapsulatedKey,proto3" json:"encapsulated_key,omitempty"`
+	// SealingContext names the HPKE context the payload is sealed with, for
+	// PAYLOAD_ENCODING_HPKE: SHA-256("pocnet/v1 sealing context" 0x00 || enc),
+	// enc being the context's encapsulated key. Signed with the header, it
+	// binds the envelope to that one context as the key itself would, at 32
+	// bytes instead of 1120: the envelopes sealed with one context, up to
+	// thousands, no longer each store and hash the same encapsulated key.
+	SealingContext []byte `protobuf:"bytes,20,opt,name=sealing_context,json=sealingContext,proto3" json:"sealing_context,omitempty"`
 	// PayloadKeyCommitment is SHA-256("pocnet/v1 payload key commitment" 0x00
 	// || payload key), for PAYLOAD_ENCODING_HPKE. AES-GCM does not bind a
 	// ciphertext to one key: without this signed commitment a sender could
@@ -439,9 +444,9 @@ func (x *EnvelopeHeader) GetRespondBy() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *EnvelopeHeader) GetEncapsulatedKey() []byte {
+func (x *EnvelopeHeader) GetSealingContext() []byte {
 	if x != nil {
-		return x.EncapsulatedKey
+		return x.SealingContext
 	}
 	return nil
 }
@@ -719,13 +724,22 @@ func (x *Signature) GetValue() []byte {
 // (see SignatureTree), and tree proves that this envelope's input is a leaf
 // of it.
 type Envelope struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        []byte                 `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Payload       []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
-	Signature     *Signature             `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
-	Tree          *SignatureTree         `protobuf:"bytes,4,opt,name=tree,proto3" json:"tree,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Header    []byte                 `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Payload   []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	Signature *Signature             `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	Tree      *SignatureTree         `protobuf:"bytes,4,opt,name=tree,proto3" json:"tree,omitempty"`
+	// EncapsulatedKey is the HPKE encapsulated key ("enc") of the context the
+	// header's sealing_context names, for PAYLOAD_ENCODING_HPKE: the
+	// recipient's node sets the context up with it. It travels with every
+	// envelope, so that each one can be opened alone, but it is neither signed
+	// (the signed sealing_context commits to it: a key that does not hash to
+	// it is refused) nor part of the envelope's digest, and nodes do not store
+	// it with each envelope: the recipient keeps the payload key it derived,
+	// the sender keeps each context's key once.
+	EncapsulatedKey []byte `protobuf:"bytes,5,opt,name=encapsulated_key,json=encapsulatedKey,proto3" json:"encapsulated_key,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Envelope) Reset() {
@@ -782,6 +796,13 @@ func (x *Envelope) GetSignature() *Signature {
 func (x *Envelope) GetTree() *SignatureTree {
 	if x != nil {
 		return x.Tree
+	}
+	return nil
+}
+
+func (x *Envelope) GetEncapsulatedKey() []byte {
+	if x != nil {
+		return x.EncapsulatedKey
 	}
 	return nil
 }
@@ -1094,7 +1115,7 @@ var File_pocnet_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_pocnet_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x18pocnet/v1/envelope.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\"\x93\x06\n" +
+	"\x18pocnet/v1/envelope.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpocnet/v1/communication.proto\"\xa9\x06\n" +
 	"\x0eEnvelopeHeader\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x17.pocnet.v1.EnvelopeTypeR\x04type\x12#\n" +
@@ -1117,9 +1138,9 @@ const file_pocnet_v1_envelope_proto_rawDesc = "" +
 	"\x10payload_encoding\x18\x0f \x01(\x0e2\x1a.pocnet.v1.PayloadEncodingR\x0fpayloadEncoding\x12*\n" +
 	"\x11recipient_key_ids\x18\x10 \x03(\tR\x0frecipientKeyIds\x129\n" +
 	"\n" +
-	"respond_by\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\trespondBy\x12)\n" +
-	"\x10encapsulated_key\x18\x12 \x01(\fR\x0fencapsulatedKey\x124\n" +
-	"\x16payload_key_commitment\x18\x13 \x01(\fR\x14payloadKeyCommitment\"\xcb\x01\n" +
+	"respond_by\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\trespondBy\x12'\n" +
+	"\x0fsealing_context\x18\x14 \x01(\fR\x0esealingContext\x124\n" +
+	"\x16payload_key_commitment\x18\x13 \x01(\fR\x14payloadKeyCommitmentJ\x04\b\x12\x10\x13R\x10encapsulated_key\"\xcb\x01\n" +
 	"\aPayload\x12@\n" +
 	"\rcommunication\x18\x01 \x01(\v2\x18.pocnet.v1.CommunicationH\x00R\rcommunication\x12F\n" +
 	"\x0facknowledgement\x18\x02 \x01(\v2\x1a.pocnet.v1.AcknowledgementH\x00R\x0facknowledgement\x12.\n" +
@@ -1132,12 +1153,13 @@ const file_pocnet_v1_envelope_proto_rawDesc = "" +
 	"\tSignature\x12;\n" +
 	"\talgorithm\x18\x01 \x01(\x0e2\x1d.pocnet.v1.SignatureAlgorithmR\talgorithm\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05valueJ\x04\b\x04\x10\x05R\x11certificate_chain\"\x9e\x01\n" +
+	"\x05value\x18\x03 \x01(\fR\x05valueJ\x04\b\x04\x10\x05R\x11certificate_chain\"\xc9\x01\n" +
 	"\bEnvelope\x12\x16\n" +
 	"\x06header\x18\x01 \x01(\fR\x06header\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x122\n" +
 	"\tsignature\x18\x03 \x01(\v2\x14.pocnet.v1.SignatureR\tsignature\x12,\n" +
-	"\x04tree\x18\x04 \x01(\v2\x18.pocnet.v1.SignatureTreeR\x04tree\"M\n" +
+	"\x04tree\x18\x04 \x01(\v2\x18.pocnet.v1.SignatureTreeR\x04tree\x12)\n" +
+	"\x10encapsulated_key\x18\x05 \x01(\fR\x0fencapsulatedKey\"M\n" +
 	"\rSignatureTree\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\rR\x04size\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x12\n" +
