@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -185,6 +186,53 @@ func Parse(env *pocnetv1.Envelope) (*Parsed, error) {
 
 // Header returns the decoded header; it is not to be changed.
 func (p *Parsed) Header() *pocnetv1.EnvelopeHeader { return p.h }
+
+// WithKey returns p with enc as its envelope's encapsulated key, for an
+// envelope that came without its own (SplitKeys). p is not changed.
+func (p *Parsed) WithKey(enc []byte) *Parsed {
+	e := p.env
+	return &Parsed{env: &pocnetv1.Envelope{Header: e.Header, Payload: e.Payload, Signature: e.Signature, Tree: e.Tree, EncapsulatedKey: enc}, h: p.h}
+}
+
+// SplitKeys returns envs without their encapsulated keys, and those keys,
+// each once, for a DeliverRequest: envs sealed with one context share a
+// key. envs are not changed: those that carried a key are copied.
+func SplitKeys(envs []*pocnetv1.Envelope) ([]*pocnetv1.Envelope, [][]byte) {
+	var (
+		out  []*pocnetv1.Envelope
+		keys [][]byte
+		seen map[string]struct{}
+	)
+	for i, e := range envs {
+		enc := e.GetEncapsulatedKey()
+		if len(enc) == 0 {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(envs)
+			seen = map[string]struct{}{}
+		}
+		out[i] = &pocnetv1.Envelope{Header: e.Header, Payload: e.Payload, Signature: e.Signature, Tree: e.Tree}
+		if _, ok := seen[string(enc)]; !ok {
+			seen[string(enc)] = struct{}{}
+			keys = append(keys, enc)
+		}
+	}
+	if out == nil {
+		return envs, nil
+	}
+	return out, keys
+}
+
+// KeysByContext indexes the encapsulated keys of a DeliverRequest by the
+// sealing context each sets up (ContextID).
+func KeysByContext(keys [][]byte) map[string][]byte {
+	m := make(map[string][]byte, len(keys))
+	for _, k := range keys {
+		m[string(ContextID(k))] = k
+	}
+	return m
+}
 
 // Verify is Verify, with v's memo of tree signatures.
 func (v *Verifier) Verify(env *pocnetv1.Envelope) (*pocnetv1.EnvelopeHeader, error) {

@@ -56,18 +56,22 @@ type incoming struct {
 // on its side (they were sent ahead, RelayService.DeliverAhead). Receive
 // checks them meanwhile but stores nothing before ready returns nil; if it
 // fails, Receive stores nothing and returns its error.
-func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv1.Envelope, ready func(context.Context) error) ([]*pocnetv1.DeliveryResult, error) {
-	results, err := s.receive(ctx, peer, envs, ready)
+func (s *Service) Receive(ctx context.Context, peer identity.ID, envs []*pocnetv1.Envelope, keys [][]byte, ready func(context.Context) error) ([]*pocnetv1.DeliveryResult, error) {
+	results, err := s.receive(ctx, peer, envs, keys, ready)
 	if err == nil && s.cfg.OnReceived != nil {
 		s.cfg.OnReceived(peer.State, results)
 	}
 	return results, err
 }
 
-func (s *Service) receive(ctx context.Context, peer identity.ID, envs []*pocnetv1.Envelope, ready func(context.Context) error) ([]*pocnetv1.DeliveryResult, error) {
+func (s *Service) receive(ctx context.Context, peer identity.ID, envs []*pocnetv1.Envelope, keys [][]byte, ready func(context.Context) error) ([]*pocnetv1.DeliveryResult, error) {
 	if len(envs) > MaxDeliverBatch {
 		return nil, errorf(ErrInvalidArgument, "envelopes: %d in one call, more than the limit of %d", len(envs), MaxDeliverBatch)
 	}
+	if len(keys) > len(envs) {
+		return nil, errorf(ErrInvalidArgument, "encapsulated_keys: %d for %d envelopes; a call carries at most one per envelope", len(keys), len(envs))
+	}
+	byContext := envelope.KeysByContext(keys)
 	now := s.now()
 	results := make([]*pocnetv1.DeliveryResult, len(envs))
 	// Verification and decryption dominate the cost of a delivery; they are
@@ -79,7 +83,7 @@ func (s *Service) receive(ctx context.Context, peer identity.ID, envs []*pocnetv
 	dir := s.cfg.Directory.Directory()
 	v := envelope.NewVerifier(dir)
 	parallel(len(envs), func(i int) {
-		checked[i], results[i] = s.check(dir, v, peer, envs[i], now)
+		checked[i], results[i] = s.check(dir, v, peer, envs[i], byContext, now)
 	})
 	var todo, firsts []*incoming
 	first := map[string]*incoming{}
@@ -208,7 +212,7 @@ func receiptEntries(stored []*incoming) []*pocnetv1.ReceiptEntry {
 
 // check verifies and opens one envelope and applies policy, all before the
 // store is involved: a refused envelope leaves no trace.
-func (s *Service) check(dir *directory.Directory, v *envelope.Verifier, peer identity.ID, env *pocnetv1.Envelope, now time.Time) (*incoming, *pocnetv1.DeliveryResult) {
+func (s *Service) check(dir *directory.Directory, v *envelope.Verifier, peer identity.ID, env *pocnetv1.Envelope, keys map[string][]byte, now time.Time) (*incoming, *pocnetv1.DeliveryResult) {
 	parsed, err := envelope.Parse(env)
 	if err != nil {
 		return nil, refusal("", pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "%v", err)
@@ -226,6 +230,12 @@ func (s *Service) check(dir *directory.Directory, v *envelope.Verifier, peer ide
 	}
 	if h.GetFromState() != peer.State {
 		return nil, refusal(id, pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE, "envelope from %s delivered by the node of %s; nodes deliver only their own state's envelopes", h.GetFromState(), peer.State)
+	}
+	if len(env.GetEncapsulatedKey()) == 0 {
+		// The call carries the key once for the envelopes of its context.
+		if k, ok := keys[string(h.GetSealingContext())]; ok {
+			parsed = parsed.WithKey(k)
+		}
 	}
 	opened, err := v.OpenParsed(parsed, s.cfg.Opener)
 	switch {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pocnet/pocnet/certs"
@@ -460,5 +462,51 @@ func TestExpiryBeforeDelivery(t *testing.T) {
 	}
 	if m := get(t, a, id); m.GetStatus() != pocnetv1.Status_STATUS_UNDELIVERABLE {
 		t.Fatalf("expired message is now %v", m.GetStatus())
+	}
+}
+
+// TestDeliverKeysOncePerCall: the envelopes of a call sealed with one
+// context may leave their encapsulated key to the call, which carries it
+// once; a recipient that never set the context up opens them with it, and
+// refuses, saying why, an envelope whose key is nowhere.
+func TestDeliverKeysOncePerCall(t *testing.T) {
+	f := testfed.Start(t, testfed.Options{})
+	relay := f.Relay("XAA", "XBB")
+	s := signer(t, f, "XAA") // a new sealer: a context XBB has not seen
+	var envs []*pocnetv1.Envelope
+	for i := range 3 {
+		c := rfi(fmt.Sprintf("Key once, %d", i))
+		envs = append(envs, build(t, s, commHeader(f, "XAA", "XBB", c, time.Now()), commPayload(c)))
+	}
+	bare, keys := envelope.SplitKeys(envs)
+	if len(keys) != 1 {
+		t.Fatalf("SplitKeys: %d keys for envelopes of one context, want 1", len(keys))
+	}
+	for i, e := range bare {
+		if len(e.GetEncapsulatedKey()) != 0 || len(envs[i].GetEncapsulatedKey()) == 0 {
+			t.Fatal("SplitKeys left a key in a copy, or took one off the original")
+		}
+	}
+	resp, err := relay.Deliver(ctx(t), &pocnetv1.DeliverRequest{Envelopes: bare, EncapsulatedKeys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, res := range resp.GetResults() {
+		wantReceipt(t, f, res, envs[i], "XAA", "XBB", pocnetv1.DeliveryOutcome_DELIVERY_OUTCOME_DELIVERED)
+	}
+
+	c := rfi("Key nowhere")
+	lone, _ := envelope.SplitKeys([]*pocnetv1.Envelope{build(t, signer(t, f, "XAA"), commHeader(f, "XAA", "XBB", c, time.Now()), commPayload(c))})
+	res := deliverOne(t, relay, lone[0])
+	if r := res.GetRefusal(); r.GetCode() != pocnetv1.RefusalCode_REFUSAL_CODE_INVALID_ENVELOPE || !strings.Contains(r.GetMessage(), "encapsulated_key is missing") {
+		t.Fatalf("envelope without its key, none in the call: %v", res)
+	}
+
+	_, err = relay.Deliver(ctx(t), &pocnetv1.DeliverRequest{Envelopes: lone, EncapsulatedKeys: [][]byte{keys[0], keys[0]}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "encapsulated_keys: 2 for 1 envelopes") {
+		t.Fatalf("more keys than envelopes: %v, want InvalidArgument naming encapsulated_keys", err)
+	}
+	if n := len(inbox(t, f.Contact("XBB", "admin"))); n != 3 {
+		t.Fatalf("XBB inbox has %d messages, want the 3 delivered", n)
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/pocnet/pocnet/internal/directory"
+	"github.com/pocnet/pocnet/internal/envelope"
 	"github.com/pocnet/pocnet/internal/grpcconf"
 	"github.com/pocnet/pocnet/internal/identity"
 	pocnetv1 "github.com/pocnet/pocnet/proto/pocnet/v1"
@@ -331,11 +332,18 @@ func (t *Transport) Deliver(ctx context.Context, peer string, envs []*pocnetv1.E
 			return nil, err
 		}
 	}
-	resp, err := c.relay.Deliver(ctx, &pocnetv1.DeliverRequest{Envelopes: envs})
+	resp, err := c.relay.Deliver(ctx, deliverRequest(envs))
 	if err != nil {
 		return nil, err
 	}
 	return resp.GetResults(), nil
+}
+
+// deliverRequest carries envs with each sealing context's encapsulated
+// key once, not once per envelope.
+func deliverRequest(envs []*pocnetv1.Envelope) *pocnetv1.DeliverRequest {
+	envs, keys := envelope.SplitKeys(envs)
+	return &pocnetv1.DeliverRequest{Envelopes: envs, EncapsulatedKeys: keys}
 }
 
 // deliverAhead sends envs over DeliverAhead, then the word that they are
@@ -350,7 +358,7 @@ func deliverAhead(ctx context.Context, c *conn, envs []*pocnetv1.Envelope, ready
 	}
 	// A send fails with io.EOF when the peer ended the call; its status
 	// then comes from CloseAndRecv.
-	err = st.Send(&pocnetv1.DeliverAheadRequest{Step: &pocnetv1.DeliverAheadRequest_Envelopes{Envelopes: &pocnetv1.DeliverRequest{Envelopes: envs}}})
+	err = st.Send(&pocnetv1.DeliverAheadRequest{Step: &pocnetv1.DeliverAheadRequest_Envelopes{Envelopes: deliverRequest(envs)}})
 	if err == nil {
 		if err := ready(ctx); err != nil {
 			return nil, err

@@ -74,7 +74,7 @@ func (s *Service) Deliver(ctx context.Context, req *pocnetv1.DeliverRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	results, err := s.cfg.Exchange.Receive(ctx, caller, req.GetEnvelopes(), nil)
+	results, err := s.cfg.Exchange.Receive(ctx, caller, req.GetEnvelopes(), req.GetEncapsulatedKeys(), nil)
 	if err != nil {
 		return nil, rpcerr.Status(err)
 	}
@@ -117,14 +117,17 @@ func (s *Service) DeliverAhead(stream pocnetv1.RelayService_DeliverAheadServer) 
 	}
 	size := 0
 	for _, env := range req.GetEnvelopes() {
-		size += len(env.GetHeader()) + len(env.GetPayload())
+		size += len(env.GetHeader()) + len(env.GetPayload()) + len(env.GetEncapsulatedKey())
+	}
+	for _, k := range req.GetEncapsulatedKeys() {
+		size += len(k)
 	}
 	if held, ok := s.hold(caller.State, size); !ok {
 		return status.Errorf(codes.ResourceExhausted, "envelopes: %d bytes, but the calls of %s waiting for the word that their envelopes are durable already hold %d; the most is %d bytes",
 			size, caller.State, held, MaxAheadBytes)
 	}
 	defer s.release(caller.State, size)
-	results, err := s.cfg.Exchange.Receive(ctx, caller, req.GetEnvelopes(), func(ctx context.Context) error {
+	results, err := s.cfg.Exchange.Receive(ctx, caller, req.GetEnvelopes(), req.GetEncapsulatedKeys(), func(ctx context.Context) error {
 		return awaitDurable(ctx, stream)
 	})
 	if err != nil {

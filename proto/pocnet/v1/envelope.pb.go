@@ -731,8 +731,9 @@ type Envelope struct {
 	Tree      *SignatureTree         `protobuf:"bytes,4,opt,name=tree,proto3" json:"tree,omitempty"`
 	// EncapsulatedKey is the HPKE encapsulated key ("enc") of the context the
 	// header's sealing_context names, for PAYLOAD_ENCODING_HPKE: the
-	// recipient's node sets the context up with it. It travels with every
-	// envelope, so that each one can be opened alone, but it is neither signed
+	// recipient's node sets the context up with it. It travels with the
+	// envelope (or once for all the envelopes of a Deliver call that share
+	// the context: DeliverRequest.encapsulated_keys), but it is neither signed
 	// (the signed sealing_context commits to it: a key that does not hash to
 	// it is refused) nor part of the envelope's digest, and nodes do not store
 	// it with each envelope: the recipient keeps the payload key it derived,

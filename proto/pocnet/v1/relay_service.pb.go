@@ -93,10 +93,16 @@ func (RefusalCode) EnumDescriptor() ([]byte, []int) {
 // DeliverRequest carries up to 256 envelopes, all from the caller's state
 // and addressed to the callee's state.
 type DeliverRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Envelopes     []*Envelope            `protobuf:"bytes,1,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Envelopes []*Envelope            `protobuf:"bytes,1,rep,name=envelopes,proto3" json:"envelopes,omitempty"`
+	// EncapsulatedKeys are the encapsulated keys of the sealing contexts of
+	// the envelopes that leave out their own (Envelope.encapsulated_key),
+	// each once: the envelopes of one call are mostly sealed with one
+	// context, and its 1120-byte key then crosses the wire once, not with
+	// each of them. At most one per envelope.
+	EncapsulatedKeys [][]byte `protobuf:"bytes,2,rep,name=encapsulated_keys,json=encapsulatedKeys,proto3" json:"encapsulated_keys,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DeliverRequest) Reset() {
@@ -132,6 +138,13 @@ func (*DeliverRequest) Descriptor() ([]byte, []int) {
 func (x *DeliverRequest) GetEnvelopes() []*Envelope {
 	if x != nil {
 		return x.Envelopes
+	}
+	return nil
+}
+
+func (x *DeliverRequest) GetEncapsulatedKeys() [][]byte {
+	if x != nil {
+		return x.EncapsulatedKeys
 	}
 	return nil
 }
@@ -588,9 +601,10 @@ var File_pocnet_v1_relay_service_proto protoreflect.FileDescriptor
 
 const file_pocnet_v1_relay_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dpocnet/v1/relay_service.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18pocnet/v1/envelope.proto\"C\n" +
+	"\x1dpocnet/v1/relay_service.proto\x12\tpocnet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18pocnet/v1/envelope.proto\"p\n" +
 	"\x0eDeliverRequest\x121\n" +
-	"\tenvelopes\x18\x01 \x03(\v2\x13.pocnet.v1.EnvelopeR\tenvelopes\"F\n" +
+	"\tenvelopes\x18\x01 \x03(\v2\x13.pocnet.v1.EnvelopeR\tenvelopes\x12+\n" +
+	"\x11encapsulated_keys\x18\x02 \x03(\fR\x10encapsulatedKeys\"F\n" +
 	"\x0fDeliverResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.pocnet.v1.DeliveryResultR\aresults\"\x88\x01\n" +
 	"\x13DeliverAheadRequest\x129\n" +
