@@ -190,8 +190,13 @@ func (p *Parsed) Header() *pocnetv1.EnvelopeHeader { return p.h }
 // WithKey returns p with enc as its envelope's encapsulated key, for an
 // envelope that came without its own (SplitKeys). p is not changed.
 func (p *Parsed) WithKey(enc []byte) *Parsed {
-	e := p.env
-	return &Parsed{env: &pocnetv1.Envelope{Header: e.Header, Payload: e.Payload, Signature: e.Signature, Tree: e.Tree, EncapsulatedKey: enc}, h: p.h}
+	return &Parsed{env: WithKey(p.env, enc), h: p.h}
+}
+
+// WithKey returns a shallow copy of env with enc as its encapsulated key,
+// nil for none: what is signed is shared, env is not changed.
+func WithKey(env *pocnetv1.Envelope, enc []byte) *pocnetv1.Envelope {
+	return &pocnetv1.Envelope{Header: env.Header, Payload: env.Payload, Signature: env.Signature, Tree: env.Tree, EncapsulatedKey: enc}
 }
 
 // SplitKeys returns envs without their encapsulated keys, and those keys,
@@ -212,7 +217,7 @@ func SplitKeys(envs []*pocnetv1.Envelope) ([]*pocnetv1.Envelope, [][]byte) {
 			out = slices.Clone(envs)
 			seen = map[string]struct{}{}
 		}
-		out[i] = &pocnetv1.Envelope{Header: e.Header, Payload: e.Payload, Signature: e.Signature, Tree: e.Tree}
+		out[i] = WithKey(e, nil)
 		if _, ok := seen[string(enc)]; !ok {
 			seen[string(enc)] = struct{}{}
 			keys = append(keys, enc)

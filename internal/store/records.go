@@ -85,9 +85,8 @@ func (t *Tx) PutMessage(rec *storev1.MessageRecord) error {
 		if enc := env.GetEncapsulatedKey(); len(enc) > 0 && rec.GetView().GetDirection() == pocnetv1.Direction_DIRECTION_OUTBOUND {
 			t.putContext(enc)
 		}
-		// A shallow copy: env is shared, and keeps its key in memory.
-		bare := &pocnetv1.Envelope{Header: env.Header, Payload: env.Payload, Signature: env.Signature, Tree: env.Tree}
-		ev, err := proto.Marshal(bare)
+		// A copy: env is shared, and keeps its key in memory.
+		ev, err := proto.Marshal(envelope.WithKey(env, nil))
 		if err != nil {
 			return fmt.Errorf("store: envelope: %w", err)
 		}
